@@ -1,0 +1,37 @@
+"""weightzoo's dataset side: the zoo store, architectures, tasks, datasets, splits and augmentations.
+
+``import zoo`` never imports the training code (``generators``) or Lightning.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from zoo.architectures import (
+    architecture_names,
+    build_architecture,
+    layout_of,
+    load_flat_weights,
+    register_architecture,
+)
+from zoo.errors import (
+    ArchitectureMismatchError,
+    CorruptChunkError,
+    FormatVersionError,
+    NotAZooError,
+    SpecError,
+    UnknownNameError,
+    ZooError,
+)
+from zoo.format import FORMAT_VERSION
+from zoo.layout import ParamEntry, ParamLayout, PermAxis
+from zoo.store import Zoo, create_zoo, open_zoo
+
+open = open_zoo  # noqa: A001 - the public name is zoo.open(path)
+
+__all__ = [
+    "__version__", "FORMAT_VERSION", "Zoo", "open", "open_zoo", "create_zoo", "ParamLayout", "ParamEntry",
+    "PermAxis", "architecture_names", "build_architecture", "layout_of", "load_flat_weights",
+    "register_architecture", "ZooError", "NotAZooError", "FormatVersionError", "CorruptChunkError",
+    "ArchitectureMismatchError", "SpecError", "UnknownNameError",
+]

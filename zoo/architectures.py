@@ -1,0 +1,275 @@
+"""Architectures a zoo can hold, registered by name, each exposing its parameter layout.
+
+An architecture is an ordinary ``nn.Module`` built by a function ``(input_shape, n_classes, **config)``.
+Register your own with :func:`register_architecture`; the population trainer and the store work for it
+without changes. Two optional methods make more tools available:
+
+* ``permutation_spec() -> (perm_axes, group_sizes)`` declares which axes index permutable hidden units
+  or channels (needed for permutation augmentation and SANE-style tokens);
+* ``population_forward(params, x)`` evaluates ``P`` models at once from stacked parameters
+  ``{name: [P, *shape]}`` on ``x [P, B, *input_shape]`` and returns logits ``[P, B, n_classes]``. Without
+  it the trainer uses ``torch.func.vmap`` over ``functional_call``.
+
+Not supported under the vectorised trainer: modules with buffers that change during training
+(BatchNorm running statistics) and in-place randomness that must differ per model (dropout draws are
+shared across a vmapped population).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from zoo.errors import ArchitectureMismatchError, UnknownNameError
+from zoo.layout import ParamLayout, PermAxis
+
+ArchitectureBuilder = Callable[..., nn.Module]
+_REGISTRY: dict[str, ArchitectureBuilder] = {}
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": F.gelu,
+    "leaky_relu": F.leaky_relu,
+    "silu": F.silu,
+}
+
+
+def register_architecture(name: str) -> Callable[[ArchitectureBuilder], ArchitectureBuilder]:
+    """Decorator: register ``builder(input_shape, n_classes, **config) -> nn.Module`` under ``name``."""
+
+    def deco(builder: ArchitectureBuilder) -> ArchitectureBuilder:
+        _REGISTRY[name] = builder
+        return builder
+
+    return deco
+
+
+def architecture_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_architecture(
+    name: str, input_shape: Sequence[int], n_classes: int, config: Mapping | None = None
+) -> nn.Module:
+    """Instantiate the registered architecture ``name`` (random init from torch's global RNG)."""
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"unknown architecture {name!r}; registered: {architecture_names()}")
+    try:
+        return _REGISTRY[name](tuple(int(s) for s in input_shape), int(n_classes), **dict(config or {}))
+    except TypeError as exc:
+        raise UnknownNameError(f"architecture {name!r}: bad config {dict(config or {})}: {exc}") from exc
+
+
+def layout_of(module: nn.Module) -> ParamLayout:
+    """The :class:`ParamLayout` of a module (with permutation groups if it declares them)."""
+    if hasattr(module, "permutation_spec"):
+        perm_spec, group_sizes = module.permutation_spec()
+        return ParamLayout.from_module(module, perm_spec, group_sizes)
+    return ParamLayout.from_module(module)
+
+
+def load_flat_weights(module: nn.Module, flat: torch.Tensor, where: str = "weights") -> nn.Module:
+    """Copy a flat vector ``[n_params]`` into ``module``'s parameters (checked against its layout)."""
+    layout = layout_of(module)
+    if flat.dim() != 1 or flat.shape[0] != layout.n_params:
+        raise ArchitectureMismatchError(
+            f"{where}: got a weight vector of shape {list(flat.shape)}, "
+            f"but {type(module).__name__} has {layout.n_params} parameters"
+        )
+    tensors = layout.unflatten(flat)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(tensors[name])
+    return module
+
+
+def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if name not in ACTIVATIONS:
+        raise UnknownNameError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+# ---------------------------------------------------------------------------- MLP
+class MLP(nn.Module):
+    """Fully connected network: ``depth`` hidden layers of ``width`` units, then a linear classifier.
+
+    Input ``[B, *input_shape]`` is flattened to ``[B, prod(input_shape)]``.
+    """
+
+    def __init__(self, input_shape: Sequence[int], n_classes: int, width: int = 32, depth: int = 2,
+                 activation: str = "relu") -> None:
+        super().__init__()
+        if width < 1 or depth < 0:
+            raise ValueError(f"MLP needs width >= 1 and depth >= 0, got width={width}, depth={depth}")
+        self.act_name = activation
+        self.act = _activation(activation)
+        self.in_features = int(math.prod(input_shape))
+        dims = [self.in_features] + [int(width)] * int(depth) + [int(n_classes)]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], -1)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = self.act(h)
+        return h
+
+    def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
+        spec: dict[str, list[PermAxis]] = {}
+        sizes = []
+        for i in range(len(self.layers) - 1):  # hidden layer i's units form group i
+            g = len(sizes)
+            sizes.append(self.layers[i].out_features)
+            spec.setdefault(f"layers.{i}.weight", []).append(PermAxis(g, 0))
+            spec.setdefault(f"layers.{i}.bias", []).append(PermAxis(g, 0))
+            spec.setdefault(f"layers.{i + 1}.weight", []).append(PermAxis(g, 1))
+        return spec, sizes
+
+    def population_forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[P, B, n_classes]`` of P MLPs with stacked ``params`` on ``x [P, B, ...]``.
+
+        Batched matrix products (``baddbmm``): one kernel per layer for the whole population.
+        """
+        h = x.reshape(x.shape[0], x.shape[1], -1)
+        n = len(self.layers)
+        for i in range(n):
+            w, b = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if i < n - 1:
+                h = self.act(h)
+        return h
+
+
+@register_architecture("mlp")
+def _build_mlp(input_shape, n_classes, width=32, depth=2, activation="relu") -> nn.Module:
+    return MLP(input_shape, n_classes, width=width, depth=depth, activation=activation)
+
+
+# ---------------------------------------------------------------------------- CNN for sequences
+class CNN1D(nn.Module):
+    """1-D CNN for sequences such as MNIST-1D: ``depth`` conv layers of ``width`` channels, then linear.
+
+    Input ``[B, L]`` (one channel) or ``[B, C, L]``.
+    """
+
+    def __init__(self, input_shape: Sequence[int], n_classes: int, width: int = 16, depth: int = 2,
+                 kernel_size: int = 5, stride: int = 2, activation: str = "relu") -> None:
+        super().__init__()
+        shape = tuple(input_shape)
+        self.in_channels, length = (1, shape[0]) if len(shape) == 1 else (shape[0], shape[1])
+        self.act = _activation(activation)
+        convs = []
+        c_in = self.in_channels
+        for _ in range(int(depth)):
+            convs.append(nn.Conv1d(c_in, int(width), int(kernel_size), stride=int(stride), padding=int(kernel_size) // 2))
+            length = (length + 2 * (int(kernel_size) // 2) - int(kernel_size)) // int(stride) + 1
+            c_in = int(width)
+        if length < 1:
+            raise ValueError(f"CNN1D: input length {input_shape} is too short for {depth} conv layers")
+        self.convs = nn.ModuleList(convs)
+        self.out_length = length
+        self.head = nn.Linear(c_in * length, int(n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], self.in_channels, -1)
+        for conv in self.convs:
+            h = self.act(conv(h))
+        return self.head(h.flatten(1))
+
+    def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
+        spec: dict[str, list[PermAxis]] = {}
+        sizes = []
+        for i, conv in enumerate(self.convs):
+            g = len(sizes)
+            sizes.append(conv.out_channels)
+            spec.setdefault(f"convs.{i}.weight", []).append(PermAxis(g, 0))
+            spec.setdefault(f"convs.{i}.bias", []).append(PermAxis(g, 0))
+            if i + 1 < len(self.convs):
+                spec.setdefault(f"convs.{i + 1}.weight", []).append(PermAxis(g, 1))
+            else:
+                spec.setdefault("head.weight", []).append(PermAxis(g, 1, self.out_length))
+        return spec, sizes
+
+
+@register_architecture("cnn1d")
+def _build_cnn1d(input_shape, n_classes, width=16, depth=2, kernel_size=5, stride=2, activation="relu"):
+    return CNN1D(input_shape, n_classes, width=width, depth=depth, kernel_size=kernel_size, stride=stride,
+                 activation=activation)
+
+
+# ---------------------------------------------------------------------------- CNN of the Model Zoos paper
+class CNN2D(nn.Module):
+    """Small 2-D CNN of the Model Zoos paper (Schürholt et al. 2022).
+
+    Defaults: conv 8 (5x5) → maxpool 2 → conv 6 (5x5) → maxpool 2 → conv 4 (2x2) → flatten → fc 20 →
+    fc ``n_classes``; on ``28x28x1`` inputs that is 36 flattened features and 2,464 parameters.
+    Input ``[B, C, H, W]``, ``[B, H, W]`` or ``[B, H*W*C]`` (reshaped to ``input_shape``).
+    """
+
+    def __init__(self, input_shape: Sequence[int], n_classes: int, channels: Sequence[int] = (8, 6, 4),
+                 kernels: Sequence[int] = (5, 5, 2), pools: Sequence[int] = (2, 2, 1), hidden: int = 20,
+                 activation: str = "tanh") -> None:
+        super().__init__()
+        shape = tuple(input_shape)
+        if len(shape) == 2:
+            shape = (1, *shape)
+        if len(shape) != 3:
+            raise ValueError(f"CNN2D needs input_shape (C, H, W) or (H, W), got {input_shape}")
+        if not (len(channels) == len(kernels) == len(pools)):
+            raise ValueError("CNN2D: channels, kernels and pools must have the same length")
+        self.input_shape = shape
+        self.act = _activation(activation)
+        self.pools = [int(p) for p in pools]
+        c, h, w = shape
+        convs = []
+        for c_out, k, p in zip(channels, kernels, self.pools):
+            convs.append(nn.Conv2d(c, int(c_out), int(k)))
+            h, w = (h - int(k) + 1) // p, (w - int(k) + 1) // p
+            c = int(c_out)
+        if h < 1 or w < 1:
+            raise ValueError(f"CNN2D: input {input_shape} is too small for kernels {list(kernels)}")
+        self.convs = nn.ModuleList(convs)
+        self.spatial = h * w
+        self.fc1 = nn.Linear(c * h * w, int(hidden))
+        self.fc2 = nn.Linear(int(hidden), int(n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], *self.input_shape)
+        for conv, p in zip(self.convs, self.pools):
+            h = self.act(conv(h))
+            if p > 1:
+                h = F.max_pool2d(h, p)
+        return self.fc2(self.act(self.fc1(h.flatten(1))))
+
+    def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
+        spec: dict[str, list[PermAxis]] = {}
+        sizes = []
+        for i, conv in enumerate(self.convs):
+            g = len(sizes)
+            sizes.append(conv.out_channels)
+            spec.setdefault(f"convs.{i}.weight", []).append(PermAxis(g, 0))
+            spec.setdefault(f"convs.{i}.bias", []).append(PermAxis(g, 0))
+            if i + 1 < len(self.convs):
+                spec.setdefault(f"convs.{i + 1}.weight", []).append(PermAxis(g, 1))
+            else:
+                spec.setdefault("fc1.weight", []).append(PermAxis(g, 1, self.spatial))
+        g = len(sizes)
+        sizes.append(self.fc1.out_features)
+        spec.setdefault("fc1.weight", []).append(PermAxis(g, 0))
+        spec.setdefault("fc1.bias", []).append(PermAxis(g, 0))
+        spec.setdefault("fc2.weight", []).append(PermAxis(g, 1))
+        return spec, sizes
+
+
+@register_architecture("cnn2d")
+def _build_cnn2d(input_shape, n_classes, channels=(8, 6, 4), kernels=(5, 5, 2), pools=(2, 2, 1), hidden=20,
+                 activation="tanh"):
+    return CNN2D(input_shape, n_classes, channels=channels, kernels=kernels, pools=pools, hidden=hidden,
+                 activation=activation)

@@ -1,0 +1,34 @@
+"""Errors raised by weightzoo. Each names the file, field or shape that is wrong."""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base class of every weightzoo error."""
+
+
+class NotAZooError(ZooError):
+    """The path exists (or not) but holds no weightzoo store."""
+
+
+class FormatVersionError(ZooError):
+    """The store was written by a newer weightzoo format than this version can read."""
+
+
+class CorruptChunkError(ZooError):
+    """A chunk of a store is missing or fails its checksum."""
+
+
+class ArchitectureMismatchError(ZooError):
+    """Weights do not fit an architecture: a parameter's name or shape differs."""
+
+
+class SpecError(ZooError):
+    """A generation spec is invalid; the message names the field."""
+
+
+class UnknownNameError(SpecError, KeyError):
+    """An unknown architecture, data source or optimiser name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

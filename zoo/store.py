@@ -1,0 +1,528 @@
+"""The zoo store: one Zarr v3 group per zoo (format spec in ``docs/FORMAT.md``).
+
+Layout of a store::
+
+    zarr.json                      attrs["weightzoo"]: format_version, kind, spec, architectures
+                                   (name, config, layout), tasks, checkpoint epochs, metric settings,
+                                   splits and normalisation statistics
+    models/<column>                [n_models] planned table, written once at creation
+    results/status                 [n_models] int8, one chunk per model, written LAST for a model
+    results/record                 [n_models] JSON string per model (wall time, versions, ...)
+    weights/<arch_key>             [n_arch_models, n_checkpoints, n_params] float32,
+                                   chunk (1, 1, n_params), crc32c-checked, NaN where never written
+    metrics/<name>                 [n_models, n_checkpoints] float32, one chunk per model
+    curves/train_loss              [n_models, n_epochs] mean mini-batch loss of every epoch
+    splits/<name>                  [n_models] int8 (0 train, 1 val, 2 test)
+
+Each model owns distinct chunks, so several writers (processes, Ray workers) can fill one store at
+once; a model counts as complete only once its status chunk is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections import OrderedDict
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import zarr
+from zarr.codecs import BytesCodec, Crc32cCodec
+
+from zoo.errors import ArchitectureMismatchError, CorruptChunkError, FormatVersionError, NotAZooError, ZooError
+from zoo.format import (
+    COMPLETE_STATUSES,
+    FORMAT_VERSION,
+    ROOT_ATTR,
+    STATUS_CODES,
+    STATUS_NAMES,
+    to_jsonable,
+)
+from zoo.layout import ParamLayout
+
+_CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in str(path)
+
+
+def create_zoo(
+    path: str | os.PathLike,
+    *,
+    models: pd.DataFrame,
+    architectures: Mapping[str, Mapping[str, Any]],
+    tasks: Mapping[str, Any],
+    checkpoint_epochs: Sequence[int],
+    metric_names: Sequence[str],
+    n_epochs: int,
+    attrs: Mapping[str, Any] | None = None,
+) -> "Zoo":
+    """Create an empty store with the planned ``models`` table; every model starts ``pending``.
+
+    ``models`` needs the columns ``model_id`` (unique ints), ``arch_key`` (a key of ``architectures``)
+    and ``task`` (a key of ``tasks``). ``architectures[key]`` holds ``name``, ``config``,
+    ``input_shape``, ``n_classes`` and ``layout`` (a :class:`ParamLayout` record).
+    The store is built in a temporary directory beside ``path`` and renamed into place, so a
+    half-created store never exists under ``path``.
+    """
+    path = Path(path)
+    if path.exists():
+        raise ZooError(f"{path} already exists; open it with zoo.open(..., mode='r+') or choose another path")
+    _check_models_table(models, architectures, tasks)
+    models = models.sort_values("model_id").reset_index(drop=True)
+    models["arch_row"] = models.groupby("arch_key").cumcount().astype(np.int64)
+    n = len(models)
+    n_ckpt = len(checkpoint_epochs)
+
+    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        columns: dict[str, Any] = {}
+        mg = root.create_group("models")
+        for col in models.columns:
+            values = models[col]
+            if values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype) or values.dtype.kind in "OUS":
+                cats = sorted({str(v) for v in values})
+                codes = np.array([cats.index(str(v)) for v in values], dtype=np.int32)
+                mg.create_array(col, data=codes, chunks=(max(n, 1),))
+                columns[col] = {"kind": "category", "categories": cats}
+            elif values.dtype.kind == "b":
+                mg.create_array(col, data=values.to_numpy().astype(bool), chunks=(max(n, 1),))
+                columns[col] = {"kind": "bool"}
+            else:
+                mg.create_array(col, data=values.to_numpy(), chunks=(max(n, 1),))
+                columns[col] = {"kind": "numeric"}
+        rg = root.create_group("results")
+        rg.create_array("status", shape=(n,), chunks=(1,), dtype="int8", fill_value=0, **_CHECKED)
+        rg.create_array("record", shape=(n,), chunks=(1,), dtype=str)
+        wg = root.create_group("weights")
+        for key, arch in architectures.items():
+            n_rows = int((models["arch_key"] == key).sum())
+            n_params = int(ParamLayout.from_record(arch["layout"]).n_params)
+            wg.create_array(key, shape=(n_rows, n_ckpt, n_params), chunks=(1, 1, n_params), dtype="float32",
+                            fill_value=np.nan, **_CHECKED)
+        metg = root.create_group("metrics")
+        for name in metric_names:
+            metg.create_array(name, shape=(n, n_ckpt), chunks=(1, n_ckpt), dtype="float32", fill_value=np.nan,
+                              **_CHECKED)
+        cg = root.create_group("curves")
+        cg.create_array("train_loss", shape=(n, max(int(n_epochs), 1)), chunks=(1, max(int(n_epochs), 1)),
+                        dtype="float32", fill_value=np.nan, **_CHECKED)
+        root.create_group("splits")
+        root.attrs[ROOT_ATTR] = to_jsonable({
+            "format_version": FORMAT_VERSION,
+            "n_models": n,
+            "columns": columns,
+            "architectures": {k: dict(v) for k, v in architectures.items()},
+            "tasks": dict(tasks),
+            "checkpoint_epochs": [int(e) for e in checkpoint_epochs],
+            "n_epochs": int(n_epochs),
+            "metrics": list(metric_names),
+            "splits": {},
+            "normalization": {},
+            **dict(attrs or {}),
+        })
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return open_zoo(path, mode="r+")
+
+
+def _check_models_table(models: pd.DataFrame, architectures: Mapping, tasks: Mapping) -> None:
+    for col in ("model_id", "arch_key", "task"):
+        if col not in models.columns:
+            raise ZooError(f"models table needs a column {col!r} (has {list(models.columns)})")
+    if models["model_id"].duplicated().any():
+        dup = models["model_id"][models["model_id"].duplicated()].tolist()[:5]
+        raise ZooError(f"models table: duplicated model_id {dup}")
+    unknown = set(models["arch_key"]) - set(architectures)
+    if unknown:
+        raise ZooError(f"models table: arch_key {sorted(unknown)} not in architectures {sorted(architectures)}")
+    unknown = set(models["task"]) - set(tasks)
+    if unknown:
+        raise ZooError(f"models table: task {sorted(unknown)} not in tasks {sorted(tasks)}")
+
+
+def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
+    """Open a store read-only (``mode="r"``, the default) or for writing results (``mode="r+"``)."""
+    if mode not in ("r", "r+"):
+        raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+    spath = str(path)
+    if not _is_remote(spath) and not Path(spath).exists():
+        raise NotAZooError(f"{spath}: no such file or directory")
+    try:
+        root = zarr.open_group(spath, mode=mode, zarr_format=3)
+    except Exception as exc:  # zarr raises several types for "not a group"
+        raise NotAZooError(f"{spath} is not a zoo: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
+    meta = root.attrs.get(ROOT_ATTR)
+    if not isinstance(meta, Mapping) or "format_version" not in meta:
+        raise NotAZooError(f"{spath} is a Zarr group but not a weightzoo store (no '{ROOT_ATTR}.format_version' attribute)")
+    version = int(meta["format_version"])
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{spath} has format_version {version}, but this weightzoo reads format_version <= {FORMAT_VERSION}; "
+            "upgrade weightzoo to read it"
+        )
+    return Zoo(root, spath, writable=(mode == "r+"))
+
+
+class Zoo:
+    """A model zoo: the models table, weights per checkpoint, metrics, layouts, splits and tasks."""
+
+    def __init__(self, root: zarr.Group, path: str, writable: bool = False) -> None:
+        self._root = root
+        self.path = path
+        self.writable = writable
+        self._task_cache: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return (f"Zoo({self.path!r}, n_models={self.n_models}, architectures={list(self.architectures)}, "
+                f"checkpoints={self.checkpoint_epochs})")
+
+    def __getstate__(self) -> dict:  # picklable for DataLoader workers and Ray: reopen by path
+        return {"path": self.path, "writable": self.writable}
+
+    def __setstate__(self, state: dict) -> None:
+        other = open_zoo(state["path"], mode="r+" if state["writable"] else "r")
+        self.__dict__.update(other.__dict__)
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def meta(self) -> dict:
+        return dict(self._root.attrs[ROOT_ATTR])
+
+    def _update_meta(self, **changes: Any) -> None:
+        self._require_writable("update attributes")
+        meta = self.meta
+        meta.update(to_jsonable(changes))
+        self._root.attrs[ROOT_ATTR] = meta
+
+    @property
+    def format_version(self) -> int:
+        return int(self.meta["format_version"])
+
+    @property
+    def n_models(self) -> int:
+        return int(self.meta["n_models"])
+
+    @property
+    def architectures(self) -> dict[str, dict]:
+        return dict(self.meta["architectures"])
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        return dict(self.meta["tasks"])
+
+    @property
+    def checkpoint_epochs(self) -> list[int]:
+        return list(self.meta["checkpoint_epochs"])
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self.meta["metrics"])
+
+    def layout(self, arch_key: str) -> ParamLayout:
+        archs = self.architectures
+        if arch_key not in archs:
+            raise ZooError(f"{self.path}: no architecture {arch_key!r} (has {sorted(archs)})")
+        return ParamLayout.from_record(archs[arch_key]["layout"])
+
+    # ------------------------------------------------------------------ models table
+    @cached_property
+    def _planned(self) -> pd.DataFrame:
+        cols = self.meta["columns"]
+        data = {}
+        for col, info in cols.items():
+            values = np.asarray(self._root[f"models/{col}"][:])
+            if info["kind"] == "category":
+                data[col] = np.asarray(info["categories"], dtype=object)[values]
+            else:
+                data[col] = values
+        return pd.DataFrame(data)
+
+    def status_codes(self, ids: Sequence[int] | None = None) -> np.ndarray:
+        """``[n_models]`` (or ``[len(ids)]``) int8 status codes (see :data:`zoo.format.STATUS_CODES`), read fresh."""
+        arr = self._root["results/status"]
+        if ids is None:
+            return np.asarray(self._read(arr, slice(None), "results/status"))
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids)
+        out = np.empty(len(ids), dtype=np.int8)
+        out[order] = self._read(arr, ids[order], "results/status", oindex=True)
+        return out
+
+    @property
+    def models(self) -> pd.DataFrame:
+        """One row per model: planned hyperparameters, seeds, grid coordinates, then the results:
+        ``status``, ``wall_time_s``, library versions and the metrics at the final checkpoint."""
+        df = self._planned.copy()
+        status = self.status_codes()
+        df["status"] = [STATUS_NAMES.get(int(s), "unknown") for s in status]
+        raw = np.asarray(self._read(self._root["results/record"], slice(None), "results/record"), dtype=object)
+        records = [json.loads(str(t)) if t else {} for t in raw]
+        for key in ("wall_time_s", "diverged_epoch", "error"):
+            df[key] = [r.get(key) for r in records]
+        for lib in sorted({k for r in records for k in r.get("versions", {})}):
+            df[f"version_{lib}"] = [r.get("versions", {}).get(lib) for r in records]
+        for name in self.metric_names:
+            df[name] = np.asarray(self._read(self._root[f"metrics/{name}"], (slice(None), -1), f"metrics/{name}"))
+        return df
+
+    def _row(self, model_id: int) -> pd.Series:
+        mid = int(model_id)
+        if not 0 <= mid < self.n_models:
+            raise ZooError(f"{self.path}: no model {mid} (model ids are 0..{self.n_models - 1})")
+        return self._planned.iloc[mid]
+
+    # ------------------------------------------------------------------ reading arrays
+    def _read(self, array: zarr.Array, selection: Any, name: str, oindex: bool = False) -> np.ndarray:
+        try:
+            return array.oindex[selection] if oindex else array[selection]
+        except ValueError as exc:
+            if "checksum" in str(exc).lower():
+                raise CorruptChunkError(f"{self.path}: a chunk of '{name}' is corrupted ({exc})") from exc
+            raise
+
+    def _chunk_exists(self, key: str) -> bool:
+        from zarr.core.sync import sync
+
+        return bool(sync(self._root.store.exists(key)))
+
+    def _check_missing(self, array_path: str, model_ids: Sequence[int], rows: Sequence[int], ckpt: int,
+                       values: np.ndarray, status: np.ndarray) -> None:
+        """Chunks of complete, finite models must exist: a NaN there means a missing chunk."""
+        for i, (mid, row) in enumerate(zip(model_ids, rows)):
+            if status[i] == STATUS_CODES["ok"] and np.isnan(values[i]).any():
+                key = f"{array_path}/c/{row}/{ckpt}/0"
+                if not self._chunk_exists(key):
+                    raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {mid}, checkpoint {ckpt}) is missing")
+
+    def checkpoint_index(self, checkpoint: int | None = -1, epoch: int | None = None) -> int:
+        """Index into the checkpoint axis, from an index (negative counts from the end) or an epoch."""
+        epochs = self.checkpoint_epochs
+        if epoch is not None:
+            if epoch not in epochs:
+                raise ZooError(f"{self.path}: no checkpoint at epoch {epoch} (stored epochs: {epochs})")
+            return epochs.index(epoch)
+        c = int(checkpoint if checkpoint is not None else -1)
+        if not -len(epochs) <= c < len(epochs):
+            raise ZooError(f"{self.path}: checkpoint {c} out of range for {len(epochs)} checkpoints {epochs}")
+        return c % len(epochs)
+
+    def arch_of(self, ids: Iterable[int]) -> str:
+        """The single architecture key shared by ``ids`` (error if they mix architectures)."""
+        keys = {str(self._row(i)["arch_key"]) for i in ids}
+        if len(keys) != 1:
+            raise ZooError(f"{self.path}: models span several architectures {sorted(keys)}; "
+                           "select models of one architecture (column 'arch_key')")
+        return keys.pop()
+
+    def weights(self, ids: int | Sequence[int], checkpoint: int = -1, *, epoch: int | None = None,
+                allow_incomplete: bool = False) -> torch.Tensor:
+        """Flat weights ``[len(ids), n_params]`` float32 at one checkpoint (index, or ``epoch=``).
+
+        All ``ids`` must share one architecture. Models that are not complete raise an error unless
+        ``allow_incomplete``; diverged models are returned as stored (they may hold NaN/inf).
+        """
+        ids = [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in ids]
+        if not ids:
+            raise ZooError("weights(): empty list of model ids")
+        key = self.arch_of(ids)
+        c = self.checkpoint_index(checkpoint, epoch)
+        status = self.status_codes(ids)
+        if not allow_incomplete:
+            bad = [(i, STATUS_NAMES[int(s)]) for i, s in zip(ids, status) if STATUS_NAMES[int(s)] not in ("ok", "diverged")]
+            if bad:
+                raise ZooError(f"{self.path}: models {[i for i, _ in bad[:10]]} have no stored weights "
+                               f"(status {[s for _, s in bad[:10]]})")
+        rows = [int(self._row(i)["arch_row"]) for i in ids]
+        return self.read_rows(key, rows, c, model_ids=ids, status=status)
+
+    def read_rows(self, arch_key: str, rows: Sequence[int], checkpoint_index: int, *,
+                  model_ids: Sequence[int] | None = None, status: np.ndarray | None = None) -> torch.Tensor:
+        """Raw read of rows of ``weights/<arch_key>`` at one checkpoint index: ``[len(rows), n_params]``.
+
+        The fast path used by datasets; with ``model_ids`` and ``status`` it also detects missing chunks
+        of complete models.
+        """
+        arr = self._root[f"weights/{arch_key}"]
+        rows_a = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows_a)
+        values = np.empty((len(rows_a), arr.shape[2]), dtype=np.float32)
+        values[order] = self._read(arr, (rows_a[order], checkpoint_index, slice(None)), f"weights/{arch_key}",
+                                   oindex=True)
+        if model_ids is not None and status is not None:
+            self._check_missing(f"weights/{arch_key}", model_ids, rows_a, checkpoint_index, values, status)
+        return torch.from_numpy(values)
+
+    def state_dict(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> "OrderedDict[str, torch.Tensor]":
+        """``{parameter name: tensor}`` of one model at one checkpoint."""
+        flat = self.weights([model_id], checkpoint, epoch=epoch)[0]
+        layout = self.layout(str(self._row(model_id)["arch_key"]))
+        return OrderedDict((k, v.clone()) for k, v in layout.unflatten(flat).items())
+
+    def build_model(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> torch.nn.Module:
+        """The model as an ``nn.Module`` (eval mode) with its stored weights loaded."""
+        module = self.empty_model(model_id)
+        state = self.state_dict(model_id, checkpoint, epoch=epoch)
+        load_checked(module, state, where=f"{self.path} model {model_id}")
+        return module.eval()
+
+    def empty_model(self, model_id: int) -> torch.nn.Module:
+        """A freshly initialised module of model ``model_id``'s architecture (weights not loaded)."""
+        from zoo.architectures import build_architecture
+
+        arch = self.architectures[str(self._row(model_id)["arch_key"])]
+        return build_architecture(arch["name"], arch["input_shape"], arch["n_classes"], arch["config"])
+
+    def task_spec(self, model_id: int) -> Any:
+        return self.tasks[str(self._row(model_id)["task"])]
+
+    def task_data(self, model_id: int, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` the model was trained (``"train"``) or evaluated (``"test"``) on, rebuilt from the
+        task spec the store records: ``x [n, *input_shape]`` float32, ``y [n]`` int64."""
+        from zoo.tasks import build_task
+
+        key = str(self._row(model_id)["task"])
+        if key not in self._task_cache:
+            self._task_cache[key] = build_task(self.tasks[key])
+        return self._task_cache[key].split(split)
+
+    def metric(self, name: str, ids: Sequence[int] | None = None) -> np.ndarray:
+        """Metric values ``[n_models (or len(ids)), n_checkpoints]``."""
+        if name not in self.metric_names:
+            raise ZooError(f"{self.path}: no metric {name!r} (has {self.metric_names})")
+        sel = slice(None) if ids is None else np.asarray(sorted(ids))
+        arr = self._root[f"metrics/{name}"]
+        if ids is None:
+            return np.asarray(self._read(arr, sel, f"metrics/{name}"))
+        order = np.argsort(np.asarray(ids))
+        out = np.empty((len(ids), arr.shape[1]), dtype=np.float32)
+        out[order] = self._read(arr, (sel, slice(None)), f"metrics/{name}", oindex=True)
+        return out
+
+    def curve(self, name: str = "train_loss") -> np.ndarray:
+        """Per-epoch training curve ``[n_models, n_epochs]`` (mean mini-batch loss of each epoch)."""
+        return np.asarray(self._read(self._root[f"curves/{name}"], slice(None), f"curves/{name}"))
+
+    # ------------------------------------------------------------------ splits
+    @property
+    def split_names(self) -> list[str]:
+        return sorted(self.meta.get("splits", {}))
+
+    def split(self, name: str = "default") -> np.ndarray:
+        """Split codes ``[n_models]`` int8: 0 train, 1 val, 2 test."""
+        if name not in self.meta.get("splits", {}):
+            raise ZooError(f"{self.path}: no split {name!r} (stored splits: {self.split_names})")
+        return np.asarray(self._root[f"splits/{name}"][:])
+
+    def split_ids(self, part: str, name: str = "default") -> np.ndarray:
+        """Sorted model ids in ``part`` ("train", "val" or "test") of split ``name``."""
+        codes = {"train": 0, "val": 1, "test": 2}
+        if part not in codes:
+            raise ZooError(f"split part must be one of {list(codes)}, got {part!r}")
+        return np.flatnonzero(self.split(name) == codes[part]).astype(np.int64)
+
+    def write_split(self, name: str, codes: np.ndarray, settings: Mapping[str, Any]) -> None:
+        """Store split ``name`` (codes ``[n_models]``) with the settings that reproduce it."""
+        self._require_writable("write a split")
+        codes = np.asarray(codes, dtype=np.int8)
+        if codes.shape != (self.n_models,):
+            raise ZooError(f"split {name!r} has shape {list(codes.shape)}, expected [{self.n_models}]")
+        self._root["splits"].create_array(name, data=codes, chunks=(max(self.n_models, 1),), overwrite=True)
+        splits = dict(self.meta.get("splits", {}))
+        splits[name] = dict(settings)
+        self._update_meta(splits=splits)
+
+    # ------------------------------------------------------------------ writing results
+    def _require_writable(self, what: str) -> None:
+        if not self.writable:
+            raise ZooError(f"{self.path} is open read-only; open with zoo.open(path, mode='r+') to {what}")
+
+    def write_model(self, model_id: int, *, weights: torch.Tensor | np.ndarray | None,
+                    metrics: Mapping[str, np.ndarray], status: str, record: Mapping[str, Any],
+                    curve: np.ndarray | None = None) -> None:
+        """Write one model's results; its status chunk goes last so a crash never leaves it complete.
+
+        ``weights [n_checkpoints, n_params]`` (None for a failed model), ``metrics[name]
+        [n_checkpoints]``, ``curve [n_epochs]``.
+        """
+        self._require_writable("write results")
+        if status not in STATUS_CODES or status == "pending":
+            raise ZooError(f"status must be one of {COMPLETE_STATUSES}, got {status!r}")
+        row = self._row(model_id)
+        if weights is not None:
+            w = np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float32)
+            arr = self._root[f"weights/{row['arch_key']}"]
+            if w.shape != arr.shape[1:]:
+                raise ArchitectureMismatchError(
+                    f"model {model_id}: weights of shape {list(w.shape)} do not fit weights/{row['arch_key']} "
+                    f"[checkpoints, params] = {list(arr.shape[1:])}")
+            arr[int(row["arch_row"])] = w
+        for name, values in metrics.items():
+            if name not in self.metric_names:
+                raise ZooError(f"unknown metric {name!r} (store has {self.metric_names})")
+            self._root[f"metrics/{name}"][int(model_id)] = np.asarray(values, dtype=np.float32)
+        if curve is not None:
+            self._root["curves/train_loss"][int(model_id)] = np.asarray(curve, dtype=np.float32)
+        self._root["results/record"][int(model_id)] = json.dumps(to_jsonable(dict(record)))
+        self._root["results/status"][int(model_id)] = STATUS_CODES[status]
+
+    # ------------------------------------------------------------------ summaries
+    def status_counts(self) -> dict[str, int]:
+        codes = self.status_codes()
+        return {name: int((codes == code).sum()) for name, code in STATUS_CODES.items()}
+
+    def info(self) -> dict[str, Any]:
+        """Summary used by ``weightzoo info --json``."""
+        meta = self.meta
+        archs = {
+            k: {"name": a["name"], "config": a["config"], "n_params": ParamLayout.from_record(a["layout"]).n_params,
+                "n_models": int(self._root[f"weights/{k}"].shape[0])}
+            for k, a in meta["architectures"].items()
+        }
+        out = {
+            "path": self.path,
+            "format_version": meta["format_version"],
+            "kind": meta.get("kind", "zoo"),
+            "n_models": self.n_models,
+            "architectures": archs,
+            "checkpoints": self.checkpoint_epochs,
+            "status_counts": self.status_counts(),
+            "metrics": self.metric_names,
+            "splits": self.split_names,
+            "tasks": meta["tasks"],
+        }
+        if "grid" in meta:
+            out["grid"] = meta["grid"]
+        if "phase_counts" in meta:
+            out["phase_counts"] = meta["phase_counts"]
+        return out
+
+
+def load_checked(module: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str = "weights") -> None:
+    """``module.load_state_dict(state)`` with an error naming the parameter whose name or shape differs."""
+    own = dict(module.named_parameters())
+    for name, p in own.items():
+        if name not in state:
+            raise ArchitectureMismatchError(f"{where}: missing parameter {name!r} (shape {list(p.shape)}) "
+                                            f"for {type(module).__name__}")
+        if tuple(state[name].shape) != tuple(p.shape):
+            raise ArchitectureMismatchError(
+                f"{where}: parameter {name!r} has shape {list(state[name].shape)} but "
+                f"{type(module).__name__} expects {list(p.shape)}")
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise ArchitectureMismatchError(f"{where}: parameters {extra} do not exist in {type(module).__name__}")
+    with torch.no_grad():
+        for name, p in own.items():
+            p.copy_(state[name])
