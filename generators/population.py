@@ -1,0 +1,300 @@
+"""Train a population of P models of one architecture in one vectorised computation.
+
+Parameters of all members are stacked (``{name: [P, *shape]}``). Each step gathers every member's own
+mini-batch (its data-order seed decides the order), computes the logits of the whole population at once
+-- with the architecture's ``population_forward`` fast path (batched matmuls) when it has one, otherwise
+``torch.func.vmap`` over ``functional_call`` -- and applies SGD-with-momentum or Adam with per-member
+learning rate, weight decay and momentum. Members are independent: every model ends with the weights
+it would have had if trained alone (:func:`train_single` is that reference).
+
+Relies on PyTorch (``torch.func``) only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
+
+from zoo.architectures import build_architecture, layout_of
+from zoo.errors import SpecError
+from zoo.tasks import TaskData
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of a population: its seeds and per-model optimiser settings."""
+
+    init_seed: int
+    data_seed: int
+    lr: float
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """What all members of a population share."""
+
+    architecture: str
+    arch_config: Mapping = field(default_factory=dict)
+    optimizer: str = "sgd"
+    batch_size: int = 64
+    epochs: int = 10
+    checkpoint_epochs: Sequence[int] = (0, 10)
+    schedule: str = "constant"
+    step_size: int = 10
+    gamma: float = 0.5
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    eval_batch: int = 2048
+    divergence_loss: float = 1e4  # an epoch's mean training loss above this (or non-finite) = diverged
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"optimizer: unknown optimiser {self.optimizer!r}; choose from {list(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise SpecError(f"schedule: unknown schedule {self.schedule!r}; choose from {list(SCHEDULES)}")
+        if self.batch_size < 1:
+            raise SpecError(f"batch_size must be >= 1, got {self.batch_size}")
+        bad = [e for e in self.checkpoint_epochs if not 0 <= e <= self.epochs]
+        if bad:
+            raise SpecError(f"checkpoints: epochs {bad} outside 0..{self.epochs}")
+
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of the base learning rate during ``epoch`` (0-based)."""
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        if self.schedule == "step":
+            return self.gamma ** (epoch // max(self.step_size, 1))
+        return 1.0
+
+
+@dataclass
+class PopulationResult:
+    """Everything a population run produces, per member.
+
+    ``weights [P, n_checkpoints, n_params]``, ``metrics[name] [P, n_checkpoints]``,
+    ``curve [P, epochs]`` (mean mini-batch loss per epoch), ``diverged_epoch [P]`` (-1 if never),
+    ``wall_time_s`` for the whole population.
+    """
+
+    weights: torch.Tensor
+    metrics: dict[str, np.ndarray]
+    curve: np.ndarray
+    diverged_epoch: np.ndarray
+    wall_time_s: float
+
+
+def init_model(config: PopulationConfig, task: TaskData, init_seed: int) -> torch.nn.Module:
+    """The architecture initialised from ``init_seed`` (the caller's global RNG state is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(init_seed))
+        return build_architecture(config.architecture, task.input_shape, task.n_classes, config.arch_config)
+
+
+def _metrics(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy per member from logits ``[P, n, C]`` and labels ``[n]``."""
+    p, n, c = logits.shape
+    loss = F.cross_entropy(logits.reshape(p * n, c), y.repeat(p), reduction="none").view(p, n).sum(1)
+    correct = (logits.argmax(-1) == y).sum(1)
+    return loss, correct
+
+
+class PopulationModel:
+    """Stacked parameters of P members and a function computing their logits at once."""
+
+    def __init__(self, modules: Sequence[torch.nn.Module]) -> None:
+        self.template = modules[0]
+        self.layout = layout_of(self.template)
+        named = [dict(m.named_parameters()) for m in modules]
+        self.params = {
+            name: torch.stack([n[name].detach() for n in named]).contiguous() for name in self.layout.names
+        }
+        self.fast = hasattr(self.template, "population_forward")
+
+    def logits(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Logits ``[P, B, C]``; ``x`` is ``[P, B, ...]`` or, when ``shared``, ``[B, ...]`` for everyone."""
+        p = next(iter(params.values())).shape[0]
+        if self.fast:
+            xs = x.unsqueeze(0).expand(p, *x.shape) if shared else x
+            return self.template.population_forward(params, xs)
+        fn = lambda prm, inp: functional_call(self.template, prm, (inp,))  # noqa: E731
+        return vmap(fn, in_dims=(0, None if shared else 0))(dict(params), x)
+
+    def flat(self) -> torch.Tensor:
+        """Current weights ``[P, n_params]``."""
+        return self.layout.flatten(self.params, batch_dims=1)
+
+
+def _evaluate(model: PopulationModel, task: TaskData, eval_batch: int) -> dict[str, np.ndarray]:
+    out = {}
+    with torch.no_grad():
+        for split in ("train", "test"):
+            x, y = task.split(split)
+            loss_sum, correct = 0.0, 0
+            for i in range(0, len(y), eval_batch):
+                l, c = _metrics(model.logits(model.params, x[i:i + eval_batch], shared=True), y[i:i + eval_batch])
+                loss_sum = loss_sum + l
+                correct = correct + c
+            out[f"{split}_loss"] = (loss_sum / len(y)).numpy().astype(np.float32)
+            out[f"{split}_acc"] = (correct.double() / len(y)).numpy().astype(np.float32)
+    return out
+
+
+def _per_member(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """``[P]`` values shaped ``[P, 1, ..., 1]`` to broadcast against a stacked parameter."""
+    return torch.tensor(values, dtype=like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def train_population(
+    config: PopulationConfig,
+    members: Sequence[Member],
+    task: TaskData,
+    on_epoch: Callable[[int], None] | None = None,
+) -> PopulationResult:
+    """Train all ``members`` together; see the module docstring."""
+    if not members:
+        raise ValueError("train_population needs at least one member")
+    start = time.perf_counter()
+    model = PopulationModel([init_model(config, task, m.init_seed) for m in members])
+    params = model.params
+    names = list(params)
+    P = len(members)
+    x_train, y_train = task.x_train, task.y_train
+    n = len(y_train)
+    gens = [torch.Generator().manual_seed(int(m.data_seed)) for m in members]
+
+    lr = {k: _per_member([m.lr for m in members], v) for k, v in params.items()}
+    wd = {k: _per_member([m.weight_decay for m in members], v) for k, v in params.items()}
+    mom = {k: _per_member([m.momentum for m in members], v) for k, v in params.items()}
+    state1 = {k: torch.zeros_like(v) for k, v in params.items()}
+    state2 = {k: torch.zeros_like(v) for k, v in params.items()}
+    beta1, beta2 = config.betas
+    step = 0
+
+    ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
+    weights = torch.empty(P, len(ckpts), model.layout.n_params)
+    metrics: dict[str, np.ndarray] = {}
+    curve = np.full((P, config.epochs), np.nan, dtype=np.float32)
+    diverged = np.full(P, -1, dtype=np.int64)
+
+    def checkpoint(epoch: int) -> None:
+        if epoch in ckpts:
+            c = ckpts.index(epoch)
+            weights[:, c] = model.flat()
+            for name, values in _evaluate(model, task, config.eval_batch).items():
+                metrics.setdefault(name, np.full((P, len(ckpts)), np.nan, dtype=np.float32))[:, c] = values
+
+    checkpoint(0)
+    for epoch in range(config.epochs):
+        factor = config.lr_factor(epoch)
+        perms = torch.stack([torch.randperm(n, generator=g) for g in gens])  # [P, n]
+        epoch_loss = torch.zeros(P, dtype=torch.float64)
+        n_batches = 0
+        for i in range(0, n, config.batch_size):
+            idx = perms[:, i:i + config.batch_size]
+            xb, yb = x_train[idx], y_train[idx]  # [P, B, ...], [P, B]
+            leaves = {k: v.requires_grad_(True) for k, v in params.items()}
+            logits = model.logits(leaves, xb, shared=False)
+            b = yb.shape[1]
+            loss = F.cross_entropy(logits.reshape(P * b, -1), yb.reshape(-1), reduction="none").view(P, b).mean(1)
+            grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
+            epoch_loss += loss.detach().double()
+            n_batches += 1
+            step += 1
+            with torch.no_grad():
+                for k, g in zip(names, grads):
+                    p = params[k].detach()
+                    step_lr = lr[k] * factor
+                    if config.optimizer == "sgd":
+                        d = g + wd[k] * p
+                        state1[k].mul_(mom[k]).add_(d)
+                        p.sub_(step_lr * state1[k])
+                    else:
+                        if config.optimizer == "adamw":
+                            p.mul_(1 - step_lr * wd[k])
+                        else:
+                            g = g + wd[k] * p
+                        state1[k].lerp_(g, 1 - beta1)
+                        state2[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                        denom = (state2[k].sqrt() / math.sqrt(1 - beta2 ** step)).add_(config.eps)
+                        p.sub_((step_lr / (1 - beta1 ** step)) * state1[k] / denom)
+                    params[k] = p
+        mean_loss = (epoch_loss / max(n_batches, 1)).numpy()
+        curve[:, epoch] = mean_loss
+        bad = (~np.isfinite(mean_loss) | (mean_loss > config.divergence_loss)) & (diverged < 0)
+        diverged[bad] = epoch + 1
+        checkpoint(epoch + 1)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    return PopulationResult(weights, metrics, curve, diverged, time.perf_counter() - start)
+
+
+def train_single(config: PopulationConfig, member: Member, task: TaskData) -> PopulationResult:
+    """Reference and baseline: one model trained alone with a plain ``torch.optim`` loop.
+
+    Same seeds, data order, optimiser semantics and schedule as :func:`train_population`.
+    """
+    start = time.perf_counter()
+    module = init_model(config, task, member.init_seed)
+    layout = layout_of(module)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(module.parameters(), lr=member.lr, momentum=member.momentum,
+                              weight_decay=member.weight_decay)
+    elif config.optimizer == "adam":
+        opt = torch.optim.Adam(module.parameters(), lr=member.lr, betas=config.betas, eps=config.eps,
+                               weight_decay=member.weight_decay)
+    else:
+        opt = torch.optim.AdamW(module.parameters(), lr=member.lr, betas=config.betas, eps=config.eps,
+                                weight_decay=member.weight_decay)
+    gen = torch.Generator().manual_seed(int(member.data_seed))
+    x_train, y_train = task.x_train, task.y_train
+    n = len(y_train)
+    ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
+    weights = torch.empty(1, len(ckpts), layout.n_params)
+    metrics: dict[str, np.ndarray] = {}
+    curve = np.full((1, config.epochs), np.nan, dtype=np.float32)
+    diverged = np.full(1, -1, dtype=np.int64)
+
+    def checkpoint(epoch: int) -> None:
+        if epoch in ckpts:
+            c = ckpts.index(epoch)
+            weights[0, c] = torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+            with torch.no_grad():
+                for split in ("train", "test"):
+                    x, y = task.split(split)
+                    logits = module(x)
+                    metrics.setdefault(f"{split}_loss", np.full((1, len(ckpts)), np.nan, np.float32))[0, c] = \
+                        F.cross_entropy(logits, y).item()
+                    metrics.setdefault(f"{split}_acc", np.full((1, len(ckpts)), np.nan, np.float32))[0, c] = \
+                        (logits.argmax(-1) == y).double().mean().item()
+
+    checkpoint(0)
+    for epoch in range(config.epochs):
+        for group in opt.param_groups:
+            group["lr"] = member.lr * config.lr_factor(epoch)
+        perm = torch.randperm(n, generator=gen)
+        total, batches = 0.0, 0
+        for i in range(0, n, config.batch_size):
+            idx = perm[i:i + config.batch_size]
+            opt.zero_grad()
+            loss = F.cross_entropy(module(x_train[idx]), y_train[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            batches += 1
+        curve[0, epoch] = total / max(batches, 1)
+        if not curve[0, epoch] <= config.divergence_loss and diverged[0] < 0:  # also catches NaN
+            diverged[0] = epoch + 1
+        checkpoint(epoch + 1)
+    return PopulationResult(weights, metrics, curve, diverged, time.perf_counter() - start)

@@ -1,0 +1,43 @@
+"""Shared fixtures. Triton's interpreter must be chosen before triton is imported anywhere."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+TINY_SPEC = {
+    "name": "tiny",
+    "task": {"source": "mnist1d", "train_fraction": 0.1},
+    "architecture": {"name": "mlp", "depth": 1, "activation": "relu"},
+    "grid": {"load": {"param": "width", "values": [4, 8]},
+             "temperature": {"param": "batch_size", "values": [32, 64]}},
+    "seeds": 2,
+    "epochs": 2,
+    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "checkpoints": [0, 1, 2],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_spec() -> dict:
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY_SPEC.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo_path(tmp_path_factory):
+    """A complete 16-model phase-grid store (2 widths x 2 batch sizes x 2 seeds... x 2 epochs)."""
+    from generators.phase_grid import generate
+
+    path = tmp_path_factory.mktemp("zoo") / "tiny.zarr"
+    generate(TINY_SPEC, path, progress=False)
+    return path
+
+
+@pytest.fixture()
+def tiny_zoo(tiny_zoo_path):
+    import zoo
+
+    return zoo.open(tiny_zoo_path)
