@@ -12,6 +12,7 @@ Relies on PyTorch (``torch.func``) only.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -121,11 +122,14 @@ class PopulationModel:
             name: torch.stack([n[name].detach() for n in named]).contiguous() for name in self.layout.names
         }
         self.fast = hasattr(self.template, "population_forward")
+        self.fast_shared = self.fast and "shared" in inspect.signature(self.template.population_forward).parameters
 
     def logits(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, shared: bool) -> torch.Tensor:
         """Logits ``[P, B, C]``; ``x`` is ``[P, B, ...]`` or, when ``shared``, ``[B, ...]`` for everyone."""
         p = next(iter(params.values())).shape[0]
         if self.fast:
+            if self.fast_shared:
+                return self.template.population_forward(params, x, shared=shared)
             xs = x.unsqueeze(0).expand(p, *x.shape) if shared else x
             return self.template.population_forward(params, xs)
         fn = lambda prm, inp: functional_call(self.template, prm, (inp,))  # noqa: E731
@@ -151,9 +155,52 @@ def _evaluate(model: PopulationModel, task: TaskData, eval_batch: int) -> dict[s
     return out
 
 
-def _per_member(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """``[P]`` values shaped ``[P, 1, ..., 1]`` to broadcast against a stacked parameter."""
-    return torch.tensor(values, dtype=like.dtype).view(-1, *([1] * (like.dim() - 1)))
+class _Hyper:
+    """A per-member hyperparameter: a Python scalar when all members share it (cheaper fused
+    updates), else ``[P, 1, ..., 1]`` tensors that broadcast against each stacked parameter."""
+
+    def __init__(self, values: Sequence[float], params: Mapping[str, torch.Tensor]) -> None:
+        self.uniform = len(set(values)) == 1
+        self.scalar = float(values[0])
+        self.any = any(v != 0 for v in values)
+        self.tensors = {} if self.uniform else {
+            k: torch.tensor(values, dtype=v.dtype).view(-1, *([1] * (v.dim() - 1))) for k, v in params.items()}
+
+    def mul(self, key: str, factor: float = 1.0) -> float | torch.Tensor:
+        return self.scalar * factor if self.uniform else self.tensors[key] * factor
+
+
+def _update(config: PopulationConfig, k: str, p: torch.Tensor, g: torch.Tensor, state1: dict, state2: dict,
+            lr: _Hyper, wd: _Hyper, mom: _Hyper, factor: float, step: int) -> None:
+    """One optimiser step for stacked parameter ``k`` in place (``torch.optim`` semantics)."""
+    if config.optimizer == "sgd":
+        if wd.any:  # coupled L2: d = g + wd * p
+            g = g.add_(p, alpha=wd.scalar) if wd.uniform else g.addcmul_(wd.tensors[k], p)
+        buf = state1[k]
+        if mom.uniform:  # buf = momentum * buf + d, one pass
+            torch.add(g, buf, alpha=mom.scalar, out=buf)
+        else:
+            buf.mul_(mom.tensors[k]).add_(g)
+        if lr.uniform:
+            p.add_(buf, alpha=-lr.scalar * factor)
+        else:
+            p.addcmul_(lr.mul(k, -factor), buf)
+        return
+    beta1, beta2 = config.betas
+    step_lr = lr.mul(k, factor)
+    if config.optimizer == "adamw":
+        if wd.any:
+            p.mul_(1 - step_lr * wd.mul(k))
+    elif wd.any:
+        g = g.add_(p, alpha=wd.scalar) if wd.uniform else g.addcmul_(wd.tensors[k], p)
+    state1[k].lerp_(g, 1 - beta1)
+    state2[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    denom = (state2[k].sqrt() / math.sqrt(1 - beta2 ** step)).add_(config.eps)
+    step_size = step_lr / (1 - beta1 ** step)
+    if lr.uniform:
+        p.addcdiv_(state1[k], denom, value=-step_size)
+    else:
+        p.sub_(step_size * state1[k] / denom)
 
 
 def train_population(
@@ -174,12 +221,11 @@ def train_population(
     n = len(y_train)
     gens = [torch.Generator().manual_seed(int(m.data_seed)) for m in members]
 
-    lr = {k: _per_member([m.lr for m in members], v) for k, v in params.items()}
-    wd = {k: _per_member([m.weight_decay for m in members], v) for k, v in params.items()}
-    mom = {k: _per_member([m.momentum for m in members], v) for k, v in params.items()}
+    lr = _Hyper([m.lr for m in members], params)
+    wd = _Hyper([m.weight_decay for m in members], params)
+    mom = _Hyper([m.momentum for m in members], params)
     state1 = {k: torch.zeros_like(v) for k, v in params.items()}
-    state2 = {k: torch.zeros_like(v) for k, v in params.items()}
-    beta1, beta2 = config.betas
+    state2 = {k: torch.zeros_like(v) for k, v in params.items()} if config.optimizer != "sgd" else {}
     step = 0
 
     ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
@@ -215,20 +261,7 @@ def train_population(
             with torch.no_grad():
                 for k, g in zip(names, grads):
                     p = params[k].detach()
-                    step_lr = lr[k] * factor
-                    if config.optimizer == "sgd":
-                        d = g + wd[k] * p
-                        state1[k].mul_(mom[k]).add_(d)
-                        p.sub_(step_lr * state1[k])
-                    else:
-                        if config.optimizer == "adamw":
-                            p.mul_(1 - step_lr * wd[k])
-                        else:
-                            g = g + wd[k] * p
-                        state1[k].lerp_(g, 1 - beta1)
-                        state2[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                        denom = (state2[k].sqrt() / math.sqrt(1 - beta2 ** step)).add_(config.eps)
-                        p.sub_((step_lr / (1 - beta1 ** step)) * state1[k] / denom)
+                    _update(config, k, p, g, state1, state2, lr, wd, mom, factor, step)
                     params[k] = p
         mean_loss = (epoch_loss / max(n_batches, 1)).numpy()
         curve[:, epoch] = mean_loss

@@ -15,7 +15,7 @@ from zoo.errors import ZooError
 def test_flat_view_and_targets(tiny_zoo):
     arch = sorted(tiny_zoo.architectures)[0]
     ds = ZooDataset(tiny_zoo, split="all", target="test_acc", arch=arch)
-    assert len(ds) == 8
+    assert len(ds) == 4
     x, y = ds[0]
     mid = int(ds.model_ids[0])
     assert torch.equal(x, tiny_zoo.weights([mid])[0])

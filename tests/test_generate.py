@@ -21,14 +21,14 @@ from zoo.tasks import build_task
 
 def test_tiny_zoo_is_complete_and_consistent(tiny_zoo, tiny_spec):
     df = tiny_zoo.models
-    assert len(df) == 16 and set(df["status"]) == {"ok"}
+    assert len(df) == 8 and set(df["status"]) == {"ok"}
     assert tiny_zoo.checkpoint_epochs == [0, 1, 2]
     # grid coordinates and seeds recorded separately
     assert sorted(df["grid_load"].unique()) == [4, 8] and sorted(df["grid_temperature"].unique()) == [32, 64]
     assert (df["data_seed"] - df["init_seed"] == 10_000).all()
     assert {"version_torch", "version_weightzoo", "wall_time_s", "test_acc", "n_params"} <= set(df.columns)
     # every model is rebuilt with the right architecture and reproduces its stored test accuracy
-    for mid in (0, 5, 15):
+    for mid in (0, 5, 7):
         net = tiny_zoo.build_model(mid)
         x, y = tiny_zoo.task_data(mid, "test")
         acc = (net(x).argmax(-1) == y).float().mean().item()
@@ -49,7 +49,7 @@ def test_stored_model_equals_the_same_model_trained_alone(tiny_zoo, tiny_spec):
 
 def test_models_are_planned_in_grid_order(tiny_spec):
     models, archs, tasks = plan_models(load_spec(tiny_spec))
-    assert list(models["model_id"]) == list(range(16))
+    assert list(models["model_id"]) == list(range(8))
     assert list(models["seed_index"][:4]) == [0, 1, 0, 1]
     assert len(archs) == 2 and len(tasks) == 1
 
@@ -59,11 +59,11 @@ def test_rerun_on_complete_store_trains_nothing_and_other_spec_is_refused(tiny_z
 
     copy = tmp_path / "copy.zarr"
     shutil.copytree(tiny_zoo_path, copy)
-    before = zoo.open(copy).weights(list(range(8)))
+    before = zoo.open(copy).weights([0, 1, 2, 3])
     t = time.perf_counter()
     generate(tiny_spec, copy, progress=False)
     assert time.perf_counter() - t < 5
-    assert torch.equal(zoo.open(copy).weights(list(range(8))), before)
+    assert torch.equal(zoo.open(copy).weights([0, 1, 2, 3]), before)
     other = dict(tiny_spec, epochs=3)
     with pytest.raises(SpecError, match="different spec"):
         generate(other, copy, progress=False)
@@ -127,9 +127,9 @@ def test_info_json_has_the_contract_keys(tiny_zoo_path):
     r = _cli("info", str(tiny_zoo_path), "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
-    assert info["n_models"] == 16
+    assert info["n_models"] == 8
     assert info["checkpoints"] == [0, 1, 2]
-    assert info["status_counts"]["ok"] == 16
+    assert info["status_counts"]["ok"] == 8
     assert len(info["architectures"]) == 2
     r = _cli("info", str(tiny_zoo_path))
     assert r.returncode == 0 and "architectures" in r.stdout

@@ -132,18 +132,25 @@ class MLP(nn.Module):
             spec.setdefault(f"layers.{i + 1}.weight", []).append(PermAxis(g, 1))
         return spec, sizes
 
-    def population_forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[P, B, n_classes]`` of P MLPs with stacked ``params`` on ``x [P, B, ...]``.
+    def population_forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor,
+                           shared: bool = False) -> torch.Tensor:
+        """Logits ``[P, B, n_classes]`` of P MLPs with stacked ``params`` on ``x [P, B, ...]`` (or, with
+        ``shared``, one input ``[B, ...]`` for all members).
 
-        Batched matrix products (``baddbmm``): one kernel per layer for the whole population.
+        Batched matrix products (``baddbmm``): one kernel per layer for the whole population; a shared
+        input goes through the first layer as a single ``[B, in] @ [in, P * out]`` product.
         """
-        h = x.reshape(x.shape[0], x.shape[1], -1)
         n = len(self.layers)
-        for i in range(n):
+        w0, b0 = params["layers.0.weight"], params["layers.0.bias"]
+        if shared:
+            P, out_f, in_f = w0.shape
+            h = torch.addmm(b0.reshape(1, P * out_f), x.reshape(x.shape[0], -1), w0.reshape(P * out_f, in_f).t())
+            h = h.view(x.shape[0], P, out_f).transpose(0, 1)
+        else:
+            h = torch.baddbmm(b0.unsqueeze(1), x.reshape(x.shape[0], x.shape[1], -1), w0.transpose(1, 2))
+        for i in range(1, n):
             w, b = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-            if i < n - 1:
-                h = self.act(h)
+            h = torch.baddbmm(b.unsqueeze(1), self.act(h), w.transpose(1, 2))
         return h
 
 

@@ -113,7 +113,7 @@ class ZooDataset(Dataset):
         if missing:
             raise ZooError(f"target column(s) {missing} not in the models table (columns: {list(models.columns)})")
         values = models[cols].to_numpy(dtype=np.float32)
-        return torch.from_numpy(values[:, 0] if isinstance(target, str) else values)
+        return torch.from_numpy(np.array(values[:, 0] if isinstance(target, str) else values))
 
     def __len__(self) -> int:
         return len(self.model_ids)
