@@ -1,18 +1,50 @@
-"""Task data sources: rebuild, from a JSON task spec, exactly the data a model saw.
+"""Task data: rebuild, from a JSON-able task spec, exactly the data a model was trained and evaluated on.
 
-Sources: ``mnist1d`` (generated procedurally by the ``mnist1d`` package, no download), ``digits``
-(scikit-learn's 8x8 digits, shipped with scikit-learn) and ``hf`` (any Hugging Face ``datasets``
-dataset by hub name or local path). Generic transforms, applied in this order: class subset
-(``classes``), training-data fraction (``train_fraction``, nested subsets), standardisation with
-train statistics (``standardize``).
+A zoo records the canonical task spec of every model (:func:`normalize_task_spec`); :func:`build_task`
+turns it back into tensors, identically in every process. A spec is a flat mapping::
+
+    {"source": "mnist1d", "n_samples": 5000, "seed": 42,          # the source and its options
+     "classes": None, "train_fraction": 1.0, "subset_seed": 0,    # generic transforms
+     "standardize": True}
+
+Sources (:func:`task_sources`; add more with :func:`register_task_source`):
+
+``mnist1d``
+    MNIST-1D generated procedurally by the ``mnist1d`` package (never downloaded). Options
+    ``n_samples`` (default 5000, split 80/20 into train/test) and ``seed`` (default 42). Inputs
+    ``[n, 40]``, 10 classes. Generating takes seconds, so the arrays are cached in-process and on disk.
+``digits``
+    scikit-learn's 8x8 digits (1,797 images, shipped with scikit-learn). Options ``test_fraction``
+    (default 0.2) and ``split_seed`` (default 0) for a stratified train/test split. Inputs
+    ``[n, 1, 8, 8]``, pixel intensities scaled from 0..16 to [0, 1]. 10 classes.
+``hf``
+    A Hugging Face ``datasets`` dataset: a directory written by ``save_to_disk`` or anything that
+    ``datasets.load_dataset`` takes (hub name, local data-files directory). Options ``name``,
+    ``config``, ``revision``, ``train_split``, ``test_split``, ``input_column``, ``label_column``,
+    ``test_fraction``, ``split_seed`` (see :func:`_hf_source`).
+
+Generic transforms, applied in this order after loading:
+
+1. ``classes``: keep only these original class ids; label ``k`` becomes original class ``classes[k]``.
+2. ``train_fraction`` in (0, 1] with ``subset_seed``: keep ``round(train_fraction * n_train)``
+   training examples, a stratified, nested subset (the subset for 0.25 lies inside the subset for
+   0.5 with the same seed; see :func:`nested_subset`), in their original order.
+3. ``standardize``: subtract the scalar mean and divide by the scalar standard deviation of all
+   training inputs (after the subset), for train and test alike.
+
+Cache: the loaded source arrays are kept in-process (:func:`clear_task_cache` empties it); MNIST-1D
+arrays are also stored under ``$WEIGHTZOO_CACHE/tasks`` (default ``~/.cache/weightzoo/tasks``).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
+import math
+import numbers
 import os
+import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -21,17 +53,36 @@ import numpy as np
 import torch
 
 from zoo.errors import SpecError, UnknownNameError
+from zoo.format import canonical_json, short_hash, to_jsonable
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-_SOURCES: dict[str, Callable[[dict], Arrays]] = {}
-_SOURCE_OPTIONS: dict[str, dict[str, Any]] = {}
-GENERIC_OPTIONS = {"classes": None, "train_fraction": 1.0, "subset_seed": 0, "standardize": True}
+__all__ = [
+    "GENERIC_DEFAULTS",
+    "TaskData",
+    "build_task",
+    "clear_task_cache",
+    "nested_subset",
+    "normalize_task_spec",
+    "register_task_source",
+    "task_cache_dir",
+    "task_hash",
+    "task_sources",
+]
+
+#: Options every task spec has, whatever its source, with their defaults.
+GENERIC_DEFAULTS: dict[str, Any] = {"classes": None, "train_fraction": 1.0, "subset_seed": 0, "standardize": True}
+
+SourceArrays = tuple[Any, Any, Any, Any]
+SourceFn = Callable[[dict], SourceArrays]
 
 
 @dataclass
 class TaskData:
-    """A classification task: ``x_train [n_train, *input_shape]`` float32, ``y_train [n_train]`` int64
-    (labels ``0..n_classes-1``), the same for test; ``classes[k]`` is the original id of label ``k``."""
+    """A classification task's tensors.
+
+    ``x_train [n_train, *input_shape]`` and ``x_test [n_test, *input_shape]`` are float32;
+    ``y_train [n_train]`` and ``y_test [n_test]`` are int64 labels in ``0..n_classes-1``.
+    ``classes[k]`` is the source's original class id of label ``k``.
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -42,212 +93,522 @@ class TaskData:
     classes: tuple[int, ...]
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, y)`` of ``"train"`` or ``"test"``."""
+        """``(x [n, *input_shape] float32, y [n] int64)`` of split ``"train"`` or ``"test"``."""
         if name == "train":
             return self.x_train, self.y_train
         if name == "test":
             return self.x_test, self.y_test
-        raise ValueError(f"task split must be 'train' or 'test', got {name!r}")
+        raise UnknownNameError(f"split: unknown task split {name!r}; choose from ['train', 'test']")
 
 
-def register_task_source(name: str, defaults: Mapping[str, Any] | None = None):
-    """Decorator: register ``fn(options) -> (x_train, y_train, x_test, y_test)`` numpy arrays as a source.
+@dataclass(frozen=True)
+class _Source:
+    fn: SourceFn
+    defaults: dict[str, Any] | None  # None: the source accepts any JSON-able options
+    check: Callable[[dict], dict] | None  # validates and normalises the source's options
 
-    ``defaults`` lists the source's options and their default values (unknown options are rejected).
+
+_SOURCES: dict[str, _Source] = {}
+
+
+def register_task_source(name: str, defaults: Mapping[str, Any] | None = None) -> Callable[[SourceFn], SourceFn]:
+    """Decorator registering ``fn(options) -> (x_train, y_train, x_test, y_test)`` as task source ``name``.
+
+    ``fn`` gets the canonical spec without the generic fields (``{"source": name, **options}``) and
+    returns numpy arrays or torch tensors: ``x_* [n, *input_shape]`` numeric, ``y_* [n]`` integer
+    class ids. It must be deterministic: the same options must give the same arrays in any process.
+    ``defaults`` maps each option the source takes to its default; with ``defaults`` given, other
+    options are rejected, without it any JSON-able option is accepted. Registering a name again
+    replaces the source.
     """
+    return _register(name, defaults, None)
 
-    def deco(fn: Callable[[dict], Arrays]) -> Callable[[dict], Arrays]:
-        _SOURCES[name] = fn
-        _SOURCE_OPTIONS[name] = dict(defaults or {})
+
+def _register(name: str, defaults: Mapping[str, Any] | None,
+              check: Callable[[dict], dict] | None) -> Callable[[SourceFn], SourceFn]:
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"task.source: a source name must be a non-empty string, got {name!r}")
+    clash = sorted(set(defaults or {}) & (set(GENERIC_DEFAULTS) | {"source"}))
+    if clash:
+        raise SpecError(f"task.{clash[0]}: source {name!r} may not define an option named like a generic field "
+                        f"{sorted(GENERIC_DEFAULTS) + ['source']}")
+    if defaults is not None:
+        defaults = {k: _jsonable(f"task.{k}", v) for k, v in defaults.items()}
+
+    def deco(fn: SourceFn) -> SourceFn:
+        _SOURCES[name] = _Source(fn, None if defaults is None else dict(defaults), check)
+        _source_arrays.cache_clear()  # arrays cached for an earlier source of this name are stale
         return fn
 
     return deco
 
 
 def task_sources() -> list[str]:
+    """Names of the registered task sources, sorted."""
     return sorted(_SOURCES)
 
 
-def normalize_task_spec(spec: Mapping | str) -> dict:
-    """Validated task spec with every default filled in (JSON-able, canonical)."""
+def clear_task_cache() -> None:
+    """Forget the source arrays cached in this process (the on-disk MNIST-1D cache stays)."""
+    _source_arrays.cache_clear()
+    _mnist1d_arrays.cache_clear()
+
+
+def task_cache_dir() -> Path:
+    """Directory of the on-disk task cache: ``$WEIGHTZOO_CACHE/tasks``, default ``~/.cache/weightzoo/tasks``."""
+    root = os.environ.get("WEIGHTZOO_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "weightzoo") / "tasks"
+
+
+# ---------------------------------------------------------------------------------- spec validation
+def _jsonable(field: str, value: Any) -> Any:
+    """``value`` as plain JSON types (tuples become lists, numpy scalars Python numbers)."""
+    value = to_jsonable(value)
+    try:
+        round_trip = json.loads(json.dumps(value, sort_keys=True))
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"{field}: value {value!r} is not JSON-serialisable ({exc})") from None
+    if round_trip != value:
+        raise SpecError(f"{field}: value {value!r} does not survive a JSON round trip")
+    return round_trip
+
+
+def _int(field: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise SpecError(f"{field}: expected an integer, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        out = int(value)
+    elif isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
+        out = int(value)
+    else:
+        raise SpecError(f"{field}: expected an integer, got {value!r}")
+    if minimum is not None and out < minimum:
+        raise SpecError(f"{field}: must be at least {minimum}, got {out}")
+    return out
+
+
+def _fraction(field: str, value: Any, *, include_one: bool) -> float:
+    """A number in ``(0, 1]`` (``include_one``) or ``(0, 1)``."""
+    interval = "(0, 1]" if include_one else "(0, 1)"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise SpecError(f"{field}: must be a number in {interval}, got {value!r}")
+    out = float(value)
+    if not (0.0 < out < 1.0 or (include_one and out == 1.0)):
+        raise SpecError(f"{field}: must be a number in {interval}, got {value!r}")
+    return out
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise SpecError(f"{field}: expected true or false, got {value!r}")
+    return bool(value)
+
+
+def _str(field: str, value: Any, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{field}: expected a non-empty string{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def _classes(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise SpecError(f"task.classes: expected a list of class ids, got {value!r}")
+    out = [_int("task.classes", c) for c in value]
+    if len(out) < 2:
+        raise SpecError(f"task.classes: a task needs at least two classes, got {out}")
+    repeated = sorted({c for c in out if out.count(c) > 1})
+    if repeated:
+        raise SpecError(f"task.classes: class ids {repeated} are listed more than once in {out}")
+    return out
+
+
+def normalize_task_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
+    """The canonical form of a task spec: validated, every default filled in, keys sorted, JSON-able.
+
+    A bare string is a source name (``"mnist1d"`` means ``{"source": "mnist1d"}``); a mapping without
+    ``source`` uses ``mnist1d``. Canonical specs are fixed points: normalising one returns it unchanged.
+    Raises :class:`SpecError` naming the field (``task.<field>``) for a bad value or unknown option and
+    :class:`UnknownNameError` for an unknown source.
+    """
     if isinstance(spec, str):
         spec = {"source": spec}
     if not isinstance(spec, Mapping):
         raise SpecError(f"task: expected a mapping or a source name, got {spec!r}")
     spec = dict(spec)
-    source = spec.pop("source", "mnist1d")
-    if source not in _SOURCES:
-        raise UnknownNameError(f"task.source: unknown data source {source!r}; choose from {task_sources()}")
-    allowed = {**GENERIC_OPTIONS, **_SOURCE_OPTIONS[source]}
-    unknown = sorted(set(spec) - set(allowed))
-    if unknown:
-        raise SpecError(f"task.{unknown[0]}: unknown option for source {source!r}; allowed: {sorted(allowed)}")
-    out = {"source": source, **allowed, **spec}
-    frac = out["train_fraction"]
-    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac <= 1:
-        raise SpecError(f"task.train_fraction: must be a number in (0, 1], got {frac!r}")
-    out["train_fraction"] = float(frac)
-    if out["classes"] is not None:
-        cls = out["classes"]
-        if not isinstance(cls, (list, tuple)) or len(cls) < 2 or len(set(cls)) != len(cls):
-            raise SpecError(f"task.classes: expected a list of at least two distinct class ids, got {cls!r}")
-        out["classes"] = [int(c) for c in cls]
+    bad_keys = [k for k in spec if not isinstance(k, str)]
+    if bad_keys:
+        raise SpecError(f"task: field names must be strings, got {bad_keys!r}")
+    source_name = spec.pop("source", "mnist1d")
+    if not isinstance(source_name, str) or source_name not in _SOURCES:
+        raise UnknownNameError(f"task.source: unknown data source {source_name!r}; choose from {task_sources()}")
+    source = _SOURCES[source_name]
+
+    out: dict[str, Any] = {"source": source_name}
+    out["classes"] = _classes(spec.pop("classes", GENERIC_DEFAULTS["classes"]))
+    out["train_fraction"] = _fraction("task.train_fraction", spec.pop("train_fraction", 1.0), include_one=True)
+    out["subset_seed"] = _int("task.subset_seed", spec.pop("subset_seed", 0), minimum=0)
+    out["standardize"] = _bool("task.standardize", spec.pop("standardize", True))
+
+    if source.defaults is not None:
+        unknown = sorted(set(spec) - set(source.defaults))
+        if unknown:
+            raise SpecError(f"task.{unknown[0]}: unknown option for source {source_name!r}; options are "
+                            f"{sorted(source.defaults)} and the generic {sorted(GENERIC_DEFAULTS)}")
+        options = {**source.defaults, **spec}
+    else:
+        options = spec
+    options = {k: _jsonable(f"task.{k}", v) for k, v in options.items()}
+    if source.check is not None:
+        options = source.check(options)
+    out.update(options)
+    return dict(sorted(out.items()))
+
+
+def task_hash(spec: Mapping[str, Any] | str) -> str:
+    """A short (10 hex digits) hash of the canonical spec: equal for specs that build the same data.
+
+    Equals ``zoo.format.short_hash(normalize_task_spec(spec))``, the hash phase grids name tasks by.
+    """
+    return short_hash(normalize_task_spec(spec))
+
+
+# ---------------------------------------------------------------------------------------- building
+def build_task(spec: Mapping[str, Any] | str) -> TaskData:
+    """The tensors of a task spec (see :class:`TaskData` for shapes); deterministic across processes.
+
+    Every call returns new tensors, so callers may modify them in place.
+    """
+    spec = normalize_task_spec(spec)
+    source_options = {k: v for k, v in spec.items() if k not in GENERIC_DEFAULTS}
+    x_tr, y_tr, x_te, y_te = _source_arrays(canonical_json(source_options))
+    source = spec["source"]
+
+    present = sorted(set(np.unique(y_tr).tolist()) | set(np.unique(y_te).tolist()))
+    if spec["classes"] is not None:
+        classes = list(spec["classes"])
+        missing = [c for c in classes if c not in present]
+        if missing:
+            raise SpecError(f"task.classes: class ids {missing} do not occur in source {source!r}; "
+                            f"its classes are {present}")
+        keep_tr, keep_te = np.isin(y_tr, classes), np.isin(y_te, classes)
+        x_tr, y_tr, x_te, y_te = x_tr[keep_tr], y_tr[keep_tr], x_te[keep_te], y_te[keep_te]
+    else:
+        classes = present
+    y_tr, y_te = _relabel(y_tr, classes), _relabel(y_te, classes)
+
+    if spec["train_fraction"] < 1.0:
+        keep = nested_subset(y_tr, spec["train_fraction"], spec["subset_seed"])
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+
+    x_tr64, x_te64 = x_tr.astype(np.float64), x_te.astype(np.float64)
+    if spec["standardize"]:
+        mean, std = float(x_tr64.mean()), float(x_tr64.std())
+        std = std if std > 0 else 1.0
+        x_tr64, x_te64 = (x_tr64 - mean) / std, (x_te64 - mean) / std
+    return TaskData(
+        x_train=torch.from_numpy(np.ascontiguousarray(x_tr64, dtype=np.float32)),
+        y_train=torch.from_numpy(np.array(y_tr, dtype=np.int64)),
+        x_test=torch.from_numpy(np.ascontiguousarray(x_te64, dtype=np.float32)),
+        y_test=torch.from_numpy(np.array(y_te, dtype=np.int64)),
+        n_classes=len(classes),
+        input_shape=tuple(int(d) for d in x_tr.shape[1:]),
+        classes=tuple(int(c) for c in classes),
+    )
+
+
+def _relabel(y: np.ndarray, classes: list[int]) -> np.ndarray:
+    """Labels ``[n]`` mapped to their position in ``classes`` (every label must be in ``classes``)."""
+    order = np.asarray(classes, dtype=np.int64)
+    sorter = np.argsort(order, kind="stable")
+    return sorter[np.searchsorted(order, y, sorter=sorter)].astype(np.int64)
+
+
+def nested_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified subset of ``max(1, round(fraction * len(labels)))`` examples.
+
+    The examples are put in one order and the subset is a prefix of it, so subsets are nested: for
+    the same labels and seed, the subset of a smaller fraction lies inside that of a larger one. The
+    order interleaves the classes: a permutation seeded by ``seed`` ranks each class's ``n_c``
+    examples ``r = 0..n_c-1``, and examples are sorted by ``r / n_c`` (ties in permutation order).
+    Every prefix thus holds each class within about one example of its share, and the first
+    ``n_classes`` examples hold one of each class.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.random.default_rng(int(seed)).permutation(n)
+    permuted = labels[order]
+    _, inverse, counts = np.unique(permuted, return_inverse=True, return_counts=True)
+    rank = np.zeros(n, dtype=np.int64)
+    for c in range(len(counts)):
+        members = np.flatnonzero(inverse == c)
+        rank[members] = np.arange(len(members))
+    key = rank / counts[inverse]
+    interleaved = order[np.lexsort((np.arange(n), key))]
+    k = max(1, int(round(fraction * n)))
+    return np.sort(interleaved[:k]).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=8)
+def _source_arrays(options_json: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked, read-only ``(x_train, y_train, x_test, y_test)`` of a source, keyed by its canonical options."""
+    options = json.loads(options_json)
+    name = options["source"]
+    arrays = _SOURCES[name].fn(dict(options))
+    if not isinstance(arrays, (tuple, list)) or len(arrays) != 4:
+        raise SpecError(f"task.source: source {name!r} must return (x_train, y_train, x_test, y_test), "
+                        f"got {type(arrays).__name__}")
+    x_tr, y_tr, x_te, y_te = (_to_numpy(a) for a in arrays)
+    for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        if x.dtype.kind not in "biuf" or x.ndim < 2:
+            raise SpecError(f"task.source: source {name!r} gave {split} inputs of dtype {x.dtype} and shape "
+                            f"{x.shape}; expected numbers of shape [n, *input_shape]")
+        if y.ndim != 1 or len(y) != len(x) or len(y) == 0:
+            raise SpecError(f"task.source: source {name!r} gave {len(x)} {split} inputs and labels of shape "
+                            f"{y.shape}; expected [n] labels for n > 0 inputs")
+        if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+            raise SpecError(f"task.source: source {name!r} gave {split} labels of dtype {y.dtype}; "
+                            "expected integer class ids")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise SpecError(f"task.source: source {name!r} gave train inputs of shape {x_tr.shape[1:]} but test "
+                        f"inputs of shape {x_te.shape[1:]}")
+    out = (x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64))
+    for a in out:
+        a.setflags(write=False)  # shared by every build of this source: never modified
     return out
 
 
-def task_hash(spec: Mapping | str) -> str:
-    canon = json.dumps(normalize_task_spec(spec), sort_keys=True)
-    return hashlib.blake2b(canon.encode(), digest_size=8).hexdigest()
+def _to_numpy(a: Any) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy().copy()
+    return np.array(a, copy=True)
 
 
-def build_task(spec: Mapping | str) -> TaskData:
-    """The task's tensors; deterministic, so every process rebuilds identical data."""
-    spec = normalize_task_spec(spec)
-    return _build_cached(json.dumps(spec, sort_keys=True))
+# ------------------------------------------------------------------------------------------ sources
+def _check_mnist1d(options: dict) -> dict:
+    return {**options, "n_samples": _int("task.n_samples", options["n_samples"], minimum=10),
+            "seed": _int("task.seed", options["seed"])}
 
 
-@functools.lru_cache(maxsize=16)
-def _build_cached(canon: str) -> TaskData:
-    spec = json.loads(canon)
-    source = spec["source"]
-    options = {k: spec[k] for k in _SOURCE_OPTIONS[source]}
-    x_tr, y_tr, x_te, y_te = (np.asarray(a) for a in _SOURCES[source](options))
-    y_tr, y_te = y_tr.astype(np.int64), y_te.astype(np.int64)
-    present = sorted(set(np.unique(y_tr).tolist()) | set(np.unique(y_te).tolist()))
-    if spec["classes"] is not None:
-        missing = [c for c in spec["classes"] if c not in present]
-        if missing:
-            raise SpecError(f"task.classes: classes {missing} do not occur in {source!r} (classes: {present})")
-        classes = list(spec["classes"])
-        remap = {c: k for k, c in enumerate(classes)}
-        keep_tr, keep_te = np.isin(y_tr, classes), np.isin(y_te, classes)
-        x_tr, x_te = x_tr[keep_tr], x_te[keep_te]
-        y_tr = np.array([remap[c] for c in y_tr[keep_tr]], dtype=np.int64)
-        y_te = np.array([remap[c] for c in y_te[keep_te]], dtype=np.int64)
-    else:
-        classes = present
-        if present != list(range(len(present))):
-            remap = {c: k for k, c in enumerate(present)}
-            y_tr = np.array([remap[c] for c in y_tr], dtype=np.int64)
-            y_te = np.array([remap[c] for c in y_te], dtype=np.int64)
-    if spec["train_fraction"] < 1.0:
-        # a fixed seeded permutation; fractions take prefixes, so smaller subsets nest in larger ones
-        order = np.random.default_rng(int(spec["subset_seed"])).permutation(len(y_tr))
-        keep = np.sort(order[: max(1, int(round(spec["train_fraction"] * len(y_tr))))])
-        x_tr, y_tr = x_tr[keep], y_tr[keep]
-    x_tr, x_te = x_tr.astype(np.float32), x_te.astype(np.float32)
-    if spec["standardize"]:
-        mean, std = float(x_tr.mean()), float(x_tr.std()) or 1.0
-        x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
-    return TaskData(torch.from_numpy(np.ascontiguousarray(x_tr)), torch.from_numpy(y_tr),
-                    torch.from_numpy(np.ascontiguousarray(x_te)), torch.from_numpy(y_te),
-                    n_classes=len(classes), input_shape=tuple(x_tr.shape[1:]), classes=tuple(int(c) for c in classes))
+@_register("mnist1d", {"n_samples": 5000, "seed": 42}, _check_mnist1d)
+def _mnist1d_source(options: dict) -> SourceArrays:
+    """MNIST-1D: ``x [0.8 n, 40]`` float64, ``y [0.8 n]`` int64 and the last 20% as test."""
+    return _mnist1d_arrays(options["n_samples"], options["seed"])
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("WEIGHTZOO_CACHE", Path.home() / ".cache" / "weightzoo")) / "tasks"
+@functools.lru_cache(maxsize=4)
+def _mnist1d_arrays(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST-1D with ``num_samples = n_samples`` and ``seed``, from the disk cache or generated (seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-
-# ---------------------------------------------------------------------------- sources
-@register_task_source("mnist1d", {"n_samples": 5000, "seed": 42})
-def _mnist1d(options: dict) -> Arrays:
-    """MNIST-1D made by the ``mnist1d`` package (4000 train / 1000 test sequences of length 40 by
-    default), cached on disk under ``$WEIGHTZOO_CACHE/tasks`` since generating takes a few seconds."""
-    n, seed = int(options["n_samples"]), int(options["seed"])
-    path = _cache_dir() / f"mnist1d-n{n}-s{seed}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as d:
-                return d["x"], d["y"], d["x_test"], d["y_test"]
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache file is rebuilt
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.num_samples, args.seed = n, seed
-    data = make_dataset(args)
-    arrays = (data["x"], data["y"], data["x_test"], data["y_test"])
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, x=arrays[0], y=arrays[1], x_test=arrays[2], y_test=arrays[3])
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache is not an error: the data is rebuilt next time
+        tag = version("mnist1d")
+    except PackageNotFoundError:
+        tag = "unknown"
+    path = task_cache_dir() / f"mnist1d-{tag}-n{n_samples}-s{seed}.npz"
+    keys = ("x", "y", "x_test", "y_test")
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = tuple(f[k] for k in keys)
+            if arrays[0].shape[0] + arrays[2].shape[0] == 10 * (n_samples // 10):
+                return arrays
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # a damaged cache file is regenerated and replaced below
+    arrays = _generate_mnist1d(n_samples, seed)
+    _write_npz_atomic(path, dict(zip(keys, arrays)))
     return arrays
 
 
-@register_task_source("digits", {"test_fraction": 0.2, "split_seed": 0})
-def _digits(options: dict) -> Arrays:
-    """scikit-learn's 8x8 digits (1,797 images) as ``[n, 1, 8, 8]`` in [0, 1], stratified split."""
-    from sklearn.datasets import load_digits
+def _generate_mnist1d(n_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = n_samples, seed
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:  # make_dataset seeds the global RNGs; leave them as the caller had them
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return (np.asarray(data["x"]), np.asarray(data["y"], dtype=np.int64),
+            np.asarray(data["x_test"]), np.asarray(data["y_test"], dtype=np.int64))
+
+
+def _write_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` to ``path`` through a temporary file and ``os.replace``; skip if unwritable."""
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem + ".", suffix=".tmp",
+                                         delete=False) as f:
+            tmp_name = f.name
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError:
+        pass  # a read-only cache is no error: the data is generated again next time
+    finally:
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
+
+
+def _check_split_options(options: dict) -> dict:
+    return {**options, "test_fraction": _fraction("task.test_fraction", options["test_fraction"], include_one=False),
+            "split_seed": _int("task.split_seed", options["split_seed"], minimum=0)}
+
+
+def _train_test_split(x: np.ndarray, y: np.ndarray, options: dict, *, stratify: bool) -> SourceArrays:
     from sklearn.model_selection import train_test_split
 
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[:, None]
-    x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=float(options["test_fraction"]),
-                                              stratify=d.target, random_state=int(options["split_seed"]))
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=options["test_fraction"],
+                                                  random_state=options["split_seed"],
+                                                  stratify=y if stratify else None)
+    except ValueError as exc:
+        raise SpecError(f"task.test_fraction: cannot split {len(y)} examples with test_fraction "
+                        f"{options['test_fraction']}: {exc}") from None
     return x_tr, y_tr, x_te, y_te
 
 
-_INPUT_COLUMNS = ("image", "img", "pixel_values", "x", "features", "input")
+@_register("digits", {"test_fraction": 0.2, "split_seed": 0}, _check_split_options)
+def _digits_source(options: dict) -> SourceArrays:
+    """scikit-learn digits: ``x [n, 1, 8, 8]`` in [0, 1] (intensity / 16), stratified train/test split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (np.asarray(d.images, dtype=np.float64) / 16.0)[:, None]
+    return _train_test_split(x, np.asarray(d.target, dtype=np.int64), options, stratify=True)
 
 
-@register_task_source("hf", {"name": None, "config": None, "train_split": "train", "test_split": "test",
-                             "input_column": None, "label_column": "label", "test_fraction": 0.2, "split_seed": 0})
-def _hf(options: dict) -> Arrays:
-    """A Hugging Face ``datasets`` dataset: a directory saved with ``save_to_disk`` (``load_from_disk``)
-    or anything ``datasets.load_dataset`` takes (hub name, local data files, loading script)."""
+_INPUT_COLUMNS = ("image", "img", "pixel_values", "x", "features")
+_HF_DEFAULTS = {"name": None, "config": None, "revision": None, "train_split": "train", "test_split": "test",
+                "input_column": None, "label_column": "label", "test_fraction": 0.2, "split_seed": 0}
+
+
+def _check_hf(options: dict) -> dict:
+    out = _check_split_options(options)
+    if options["name"] is None:
+        raise SpecError("task.name: the 'hf' source needs a dataset name (hub name or local path)")
+    out["name"] = _str("task.name", options["name"])
+    for key in ("config", "revision"):
+        out[key] = _str(f"task.{key}", options[key], optional=True)
+    out["train_split"] = _str("task.train_split", options["train_split"])
+    out["test_split"] = _str("task.test_split", options["test_split"], optional=True)
+    if out["test_split"] == out["train_split"]:
+        raise SpecError(f"task.test_split: must differ from train_split {out['train_split']!r}")
+    out["label_column"] = _str("task.label_column", options["label_column"])
+    col = options["input_column"]
+    if isinstance(col, list):
+        if not col:
+            raise SpecError("task.input_column: an empty list of columns")
+        out["input_column"] = [_str("task.input_column", c) for c in col]
+    else:
+        out["input_column"] = _str("task.input_column", col, optional=True)
+    return out
+
+
+@_register("hf", _HF_DEFAULTS, _check_hf)
+def _hf_source(options: dict) -> SourceArrays:
+    """A Hugging Face ``datasets`` dataset as arrays.
+
+    ``name`` is a directory written by ``Dataset.save_to_disk``/``DatasetDict.save_to_disk`` (read with
+    ``datasets.load_from_disk``) or else anything ``datasets.load_dataset(name, config, revision=...)``
+    takes. ``input_column`` (default: the first of ``image``, ``img``, ``pixel_values``, ``x``,
+    ``features`` present; or a list of numeric columns, stacked into ``[n, len(list)]``) and
+    ``label_column`` (integer class ids) pick the data. Image columns become ``[n, C, H, W]`` in
+    [0, 1] (uint8 / 255, uint16 / 65535); other columns ``[n, ...]`` as stored. Without the split
+    ``test_split`` (or with ``test_split: null``), a stratified test part of ``test_fraction`` is
+    carved from the train split with ``split_seed``; a ``test_split`` other than ``"test"`` must exist.
+    """
     import datasets
 
     name = options["name"]
-    if not name:
-        raise SpecError("task.name: the 'hf' source needs a dataset name or local path")
-    path = Path(str(name))
-    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists()
-                          or (path / "state.json").exists()):
+    path = Path(name).expanduser()
+    looks_local = name.startswith(("/", "./", "../", "~")) or path.exists()
+    if looks_local and not path.exists():
+        raise SpecError(f"task.name: no local dataset at {name!r}")
+    if path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "state.json")):
+        if options["config"] is not None:
+            raise SpecError(f"task.config: {name!r} was written by save_to_disk and has no configs")
         ds = datasets.load_from_disk(str(path))
     else:
         try:
-            ds = datasets.load_dataset(str(name), options["config"])
-        except Exception as exc:
-            raise SpecError(f"task.name: could not load Hugging Face dataset {name!r}: {exc}") from exc
+            ds = datasets.load_dataset(name, options["config"], revision=options["revision"])
+        except Exception as exc:  # datasets raises many types (hub, network, builder errors)
+            raise SpecError(f"task.name: could not load Hugging Face dataset {name!r}"
+                            f"{' config ' + repr(options['config']) if options['config'] else ''}: "
+                            f"{type(exc).__name__}: {exc}") from exc
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
-    splits = list(ds.keys())
+    if not isinstance(ds, datasets.DatasetDict):
+        raise SpecError(f"task.name: {name!r} loaded as {type(ds).__name__}, not a Dataset or DatasetDict")
+    splits = sorted(ds.keys())
     if options["train_split"] not in ds:
-        raise SpecError(f"task.train_split: dataset {name!r} has no split {options['train_split']!r} (splits: {splits})")
+        raise SpecError(f"task.train_split: dataset {name!r} has no split {options['train_split']!r}; "
+                        f"splits: {splits}")
+    test_split = options["test_split"]
+    if test_split is not None and test_split != "test" and test_split not in ds:
+        raise SpecError(f"task.test_split: dataset {name!r} has no split {test_split!r}; splits: {splits}")
+
     train = ds[options["train_split"]]
-    columns = train.column_names
+    columns = list(train.column_names)
     label = options["label_column"]
     if label not in columns:
-        raise SpecError(f"task.label_column: dataset {name!r} has no column {label!r} (columns: {columns})")
-    inp = options["input_column"] or next((c for c in _INPUT_COLUMNS if c in columns), None)
-    if inp is None or inp not in columns:
-        raise SpecError(f"task.input_column: no input column {inp!r} in dataset {name!r} (columns: {columns})")
-    x_tr, y_tr = _hf_arrays(train, inp, label)
-    if options["test_split"] in ds:
-        x_te, y_te = _hf_arrays(ds[options["test_split"]], inp, label)
-    else:
-        from sklearn.model_selection import train_test_split
+        raise SpecError(f"task.label_column: dataset {name!r} has no column {label!r}; columns: {columns}")
+    inputs = options["input_column"]
+    if inputs is None:
+        inputs = next((c for c in _INPUT_COLUMNS if c in columns), None)
+        if inputs is None:
+            raise SpecError(f"task.input_column: dataset {name!r} has none of the columns {list(_INPUT_COLUMNS)}; "
+                            f"name the input column (columns: {columns})")
+    for col in [inputs] if isinstance(inputs, str) else inputs:
+        if col not in columns:
+            raise SpecError(f"task.input_column: dataset {name!r} has no column {col!r}; columns: {columns}")
+        if col == label:
+            raise SpecError(f"task.input_column: column {col!r} is also the label_column")
 
-        x_tr, x_te, y_tr, y_te = train_test_split(x_tr, y_tr, test_size=float(options["test_fraction"]),
-                                                  random_state=int(options["split_seed"]))
-    return x_tr, y_tr, x_te, y_te
+    x_tr, y_tr = _hf_arrays(train, inputs, label)
+    if test_split is not None and test_split in ds:
+        x_te, y_te = _hf_arrays(ds[test_split], inputs, label)
+        return x_tr, y_tr, x_te, y_te
+    _, counts = np.unique(y_tr, return_counts=True)
+    n_test = math.ceil(options["test_fraction"] * len(y_tr))
+    stratify = counts.min() >= 2 and len(counts) <= min(n_test, len(y_tr) - n_test)
+    return _train_test_split(x_tr, y_tr, options, stratify=stratify)
 
 
-def _hf_arrays(split, input_column: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs as float32 ``[n, C, H, W]`` (images, scaled to [0, 1]) or ``[n, ...]``; labels int64."""
-    labels = np.asarray(split[label_column], dtype=np.int64)
-    first = split[0][input_column]
-    if hasattr(first, "convert"):  # PIL images
-        xs = np.stack([np.asarray(img, dtype=np.float32) / 255.0 for img in split[input_column]])
-        if xs.ndim == 3:
-            xs = xs[:, None]
-        else:
-            xs = xs.transpose(0, 3, 1, 2)
-        return xs, labels
-    xs = np.asarray(split.with_format("numpy")[input_column], dtype=np.float32)
-    if np.issubdtype(np.asarray(first).dtype, np.integer) and xs.max() > 1.0:
-        xs = xs / 255.0
-    return xs, labels
+def _hf_arrays(split: Any, inputs: str | list[str], label: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x [n, ...] float32, y [n] int64)`` of one ``datasets.Dataset`` split."""
+    import datasets
+
+    columns = [inputs] if isinstance(inputs, str) else list(inputs)
+    table = split.with_format("numpy", columns=columns + [label])[:]
+    y = np.asarray(table[label])
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
+        raise SpecError(f"task.label_column: column {label!r} holds {y.dtype} values such as {y[:3].tolist()}; "
+                        "expected integer class ids")
+    parts = []
+    for col in columns:
+        x = np.asarray(table[col])
+        if x.dtype == object or x.dtype.kind not in "biuf":
+            raise SpecError(f"task.input_column: column {col!r} does not hold numbers of one shape "
+                            f"(got dtype {x.dtype}); inputs must be equal-shaped numeric arrays or images")
+        if isinstance(split.features[col], datasets.Image):
+            scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(x.dtype, 1.0)
+            x = x.astype(np.float32) / np.float32(scale)
+            x = x[:, None] if x.ndim == 3 else np.moveaxis(x, -1, 1)  # [n, H, W] or [n, H, W, C] -> [n, C, H, W]
+        parts.append(x.astype(np.float32))
+    if isinstance(inputs, str):
+        return parts[0], y.astype(np.int64)
+    if any(p.ndim != 1 for p in parts):
+        raise SpecError(f"task.input_column: a list of columns must name scalar columns; shapes "
+                        f"{[p.shape[1:] for p in parts]}")
+    return np.stack(parts, axis=1), y.astype(np.int64)
