@@ -57,3 +57,29 @@ def test_a_diverging_member_is_flagged_and_does_not_touch_the_others():
     alone = train_single(config, good, task)
     assert pop.diverged_epoch[0] == -1 and pop.diverged_epoch[1] >= 1
     assert torch.allclose(pop.weights[0], alone.weights[0], atol=1e-5)
+
+
+def test_a_user_registered_architecture_trains_without_touching_the_trainer():
+    import torch.nn as nn
+
+    from zoo.architectures import register_architecture
+
+    class TinyNormNet(nn.Module):
+        def __init__(self, input_shape, n_classes, width=6):
+            super().__init__()
+            self.fc = nn.Linear(input_shape[0], width)
+            self.norm = nn.LayerNorm(width)
+            self.out = nn.Linear(width, n_classes)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.norm(self.fc(x))))
+
+    register_architecture("test_tiny_norm")(lambda input_shape, n_classes, width=6: TinyNormNet(input_shape, n_classes,
+                                                                                              width))
+    task = _task()
+    config = PopulationConfig("test_tiny_norm", {"width": 5}, optimizer="sgd", batch_size=50, epochs=2,
+                              checkpoint_epochs=(0, 2))
+    members = [Member(i, 7 + i, lr=0.05) for i in range(3)]
+    pop = train_population(config, members, task)  # generic path: vmap over functional_call
+    for i, m in enumerate(members):
+        assert torch.allclose(pop.weights[i], train_single(config, m, task).weights[0], atol=1e-5)
