@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from zoo.architectures import build_architecture, layout_of
 from zoo.errors import SpecError
 from zoo.format import DEFAULT_METRICS, STATUS_CODES, architecture_key, library_versions, short_hash
+from zoo.dataset import norm_stats
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.tasks import TaskData, build_task, normalize_task_spec
 
@@ -186,7 +187,21 @@ def generate(spec: str | Path | PhaseGridSpec, out: str | Path, *, progress: boo
     finally:
         bar.close()
     ensure_default_splits(z)
+    ensure_default_norm_stats(z)
     return z
+
+
+def ensure_default_norm_stats(z: Zoo) -> None:
+    """Store the final-checkpoint normalisation statistics of the default split, once the zoo is
+    complete, so read-only users of the zoo share them."""
+    status = z.status_codes()
+    if (status == STATUS_CODES["pending"]).any():
+        return
+    planned = z._planned
+    usable = planned["model_id"].isin(z.split_ids("train", "default")) & (status == STATUS_CODES["ok"])
+    for arch_key in z.architectures:
+        if (usable & (planned["arch_key"] == arch_key)).any():
+            norm_stats(z, arch_key, checkpoint=-1, split_name="default")
 
 
 def ensure_default_splits(z: Zoo) -> None:
