@@ -6,7 +6,7 @@ once with :func:`generators.population.train_population` and once model by model
 are timed in the same run; the ratio is the speedup. Checkpoint evaluation is switched off (only the
 initial and final weights are kept) so the timing is the training itself.
 
-    python scripts/bench_population.py                 # widths 16, 64, 256; P=64
+    python scripts/bench_population.py                 # widths 16, 64, 256; batch 32 and 64; P=64
     python scripts/bench_population.py --quick         # smaller, for a smoke test
 
 Writes ``benchmarks/results/population.json`` and prints a table.
@@ -29,10 +29,10 @@ from zoo.tasks import build_task
 GOALS = {16: 10.0, 64: 10.0, 256: 2.0}
 
 
-def run(widths: list[int], population: int, epochs: int, baseline_models: int, batch_size: int) -> list[dict]:
+def run(widths: list[int], population: int, epochs: int, baseline_models: int, batch_sizes: list[int]) -> list[dict]:
     task = build_task({"source": "mnist1d"})
     results = []
-    for width in widths:
+    for batch_size, width in [(b, w) for b in batch_sizes for w in widths]:
         config = PopulationConfig("mlp", {"width": width, "depth": 2}, optimizer="sgd", batch_size=batch_size,
                                   epochs=epochs, checkpoint_epochs=(0, epochs))
         members = [Member(i, 1000 + i, lr=0.01 * (1 + i % 4), momentum=0.9) for i in range(population)]
@@ -69,7 +69,7 @@ def run(widths: list[int], population: int, epochs: int, baseline_models: int, b
         }
         rec["meets_goal"] = rec["speedup"] >= rec["goal"]
         results.append(rec)
-        print(f"width {width:4d}: vectorised {rec['vectorised_model_epochs_per_s']:8.1f} model-epochs/s, "
+        print(f"batch {batch_size:4d} width {width:4d}: vectorised {rec['vectorised_model_epochs_per_s']:8.1f} model-epochs/s, "
               f"loop {rec['loop_model_epochs_per_s']:7.1f}, speedup {rec['speedup']:5.1f}x", flush=True)
     return results
 
@@ -79,14 +79,15 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 64, 256])
     ap.add_argument("--population", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--baseline-models", type=int, default=4, help="models the loop baseline times (then scaled)")
     ap.add_argument("--quick", action="store_true", help="P=16, 1 epoch, widths 16 and 64")
     ap.add_argument("--out", default="benchmarks/results/population.json")
     args = ap.parse_args()
     if args.quick:
-        args.widths, args.population, args.epochs, args.baseline_models = [16, 64], 16, 1, 4
-    results = run(args.widths, args.population, args.epochs, args.baseline_models, args.batch_size)
+        args.widths, args.population, args.epochs, args.baseline_models = [16, 64], 16, 1, 2
+        args.batch_sizes = [64]
+    results = run(args.widths, args.population, args.epochs, args.baseline_models, args.batch_sizes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -99,9 +100,9 @@ def main() -> None:
     }
     out.write_text(json.dumps(doc, indent=2))
     print()
-    print(f"{'width':>6} {'P':>4} {'params':>8} {'vec me/s':>10} {'loop me/s':>10} {'speedup':>8} {'goal':>6} ok")
+    print(f"{'batch':>6} {'width':>6} {'P':>4} {'params':>8} {'vec me/s':>10} {'loop me/s':>10} {'speedup':>8} {'goal':>6} ok")
     for r in results:
-        print(f"{r['width']:>6} {r['population']:>4} {r['n_params']:>8} {r['vectorised_model_epochs_per_s']:>10.1f} "
+        print(f"{r['batch_size']:>6} {r['width']:>6} {r['population']:>4} {r['n_params']:>8} {r['vectorised_model_epochs_per_s']:>10.1f} "
               f"{r['loop_model_epochs_per_s']:>10.1f} {r['speedup']:>7.1f}x {r['goal']:>5.0f}x "
               f"{'yes' if r['meets_goal'] else 'NO'}")
     print(f"\nwrote {out}")

@@ -1,77 +1,126 @@
-"""Per-parameter-tensor normalisation statistics of a zoo's weights (computed on the train split)."""
+"""Per-parameter-tensor normalisation statistics of a zoo's weights (computed on the train split).
+
+Each layout entry (one parameter tensor, e.g. ``layers.0.weight``) gets one mean and one standard
+deviation, pooled over all its values in all train models. :func:`compute_norm_stats` streams over
+batches ``[b, n_params]`` and merges per-batch (count, mean, centred sum of squares) in float64
+(Chan et al.'s parallel variance update), so memory is independent of the number of batches and the
+result does not depend on how the models are batched.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import torch
 
+from zoo.errors import ArchitectureMismatchError, ZooError
 from zoo.layout import ParamLayout
+
+
+def _entry_index(layout: ParamLayout) -> torch.Tensor:
+    """``[n_params]`` long: the layout entry each flat parameter belongs to."""
+    sizes = torch.tensor([e.numel for e in layout], dtype=torch.long)
+    return torch.repeat_interleave(torch.arange(len(layout)), sizes)
 
 
 @dataclass
 class NormStats:
-    """Mean and standard deviation ``[n_entries]`` of each parameter tensor of a layout."""
+    """Mean ``[n_entries]`` and std ``[n_entries]`` (float64) of each parameter tensor of a layout."""
 
     mean: torch.Tensor
     std: torch.Tensor
     _vectors: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def vectors(self, layout: ParamLayout) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std expanded to ``[n_params]`` float32 (cached per layout size)."""
-        if layout.n_params not in self._vectors:
+    def __post_init__(self) -> None:
+        self.mean = torch.as_tensor(self.mean, dtype=torch.float64).reshape(-1)
+        self.std = torch.as_tensor(self.std, dtype=torch.float64).reshape(-1)
+        if self.mean.shape != self.std.shape:
+            raise ZooError(f"NormStats: mean has {self.mean.numel()} entries but std has {self.std.numel()}")
+        if not (self.std > 0).all():
+            raise ZooError("NormStats: every std must be positive")
+
+    def vectors(self, layout: ParamLayout, device: torch.device | str | None = None,
+                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std expanded to ``[n_params]`` (one value per flat parameter)."""
+        if len(layout) != self.mean.numel():
+            raise ArchitectureMismatchError(
+                f"normalisation statistics have {self.mean.numel()} entries but the layout has {len(layout)} "
+                f"parameter tensors")
+        key = (layout.n_params, str(device), dtype)
+        if key not in self._vectors:
             index = _entry_index(layout)
-            self._vectors[layout.n_params] = (self.mean.float()[index], self.std.float()[index])
-        return self._vectors[layout.n_params]
+            self._vectors[key] = (self.mean[index].to(device=device, dtype=dtype),
+                                  self.std[index].to(device=device, dtype=dtype))
+        return self._vectors[key]
 
     def to_record(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        """JSON-able ``{"mean": [...], "std": [...]}``."""
+        return {"mean": [float(v) for v in self.mean.tolist()], "std": [float(v) for v in self.std.tolist()]}
 
     @classmethod
-    def from_record(cls, rec: dict) -> "NormStats":
+    def from_record(cls, rec: Mapping[str, Any]) -> "NormStats":
+        """Inverse of :meth:`to_record` (extra keys of the record are ignored)."""
+        for k in ("mean", "std"):
+            if k not in rec:
+                raise ZooError(f"normalisation record lacks {k!r} (has {sorted(rec)})")
         return cls(torch.tensor(rec["mean"], dtype=torch.float64), torch.tensor(rec["std"], dtype=torch.float64))
 
 
-def _entry_index(layout: ParamLayout) -> torch.Tensor:
-    """``[n_params]`` index of the layout entry each parameter belongs to."""
-    return torch.repeat_interleave(torch.arange(len(layout)), torch.tensor([e.numel for e in layout]))
-
-
 def compute_norm_stats(batches: Iterable[torch.Tensor], layout: ParamLayout, eps: float = 1e-8) -> NormStats:
-    """Streaming per-entry mean/std over batches of flat weights ``[b, n_params]``.
+    """Streaming per-entry mean and (population) std over batches of flat weights ``[b, n_params]``.
 
-    Sums are accumulated in float64; memory does not depend on the number of batches. Rows with a
-    non-finite value (diverged models) are skipped.
+    Rows holding any NaN or inf (diverged models) are skipped. ``std`` is clamped below at ``eps``
+    so that constant tensors normalise to zero instead of dividing by zero.
     """
+    if not eps > 0:
+        raise ZooError(f"compute_norm_stats: eps must be positive, got {eps}")
     index = _entry_index(layout)
     n_entries = len(layout)
-    s1 = torch.zeros(n_entries, dtype=torch.float64)
-    s2 = torch.zeros(n_entries, dtype=torch.float64)
-    count = torch.zeros(n_entries, dtype=torch.float64)
     sizes = torch.tensor([e.numel for e in layout], dtype=torch.float64)
+    count = torch.zeros(n_entries, dtype=torch.float64)
+    mean = torch.zeros(n_entries, dtype=torch.float64)
+    m2 = torch.zeros(n_entries, dtype=torch.float64)
     for batch in batches:
-        batch = batch.reshape(-1, layout.n_params)
-        batch = batch[torch.isfinite(batch).all(dim=1)].double()
-        if batch.shape[0] == 0:
+        batch = torch.as_tensor(batch)
+        if batch.shape[-1] != layout.n_params:
+            raise ArchitectureMismatchError(
+                f"compute_norm_stats: batch of shape {list(batch.shape)} does not hold {layout.n_params} parameters")
+        rows = batch.reshape(-1, layout.n_params).detach().to("cpu", torch.float64)
+        rows = rows[torch.isfinite(rows).all(dim=1)]
+        b = rows.shape[0]
+        if b == 0:
             continue
-        s1.index_add_(0, index, batch.sum(0))
-        s2.index_add_(0, index, (batch * batch).sum(0))
-        count += sizes * batch.shape[0]
+        n_b = sizes * b
+        mean_b = torch.zeros(n_entries, dtype=torch.float64).index_add_(0, index, rows.sum(0)) / n_b
+        centred = rows - mean_b[index]
+        m2_b = torch.zeros(n_entries, dtype=torch.float64).index_add_(0, index, (centred * centred).sum(0))
+        total = count + n_b
+        delta = mean_b - mean
+        mean = mean + delta * (n_b / total)
+        m2 = m2 + m2_b + delta * delta * (count * n_b / total)
+        count = total
     if (count == 0).any():
-        raise ValueError("compute_norm_stats: no finite weight vectors to compute statistics from")
-    mean = s1 / count
-    var = (s2 / count - mean * mean).clamp_min(0.0)
-    return NormStats(mean, var.sqrt().clamp_min(eps))
+        raise ZooError("compute_norm_stats: no finite weight vectors to compute statistics from")
+    std = (m2 / count).sqrt().clamp_min(float(eps))
+    return NormStats(mean, std)
 
 
 def normalize(flat: torch.Tensor, stats: NormStats, layout: ParamLayout) -> torch.Tensor:
-    """``(w - mean) / std`` per parameter tensor, for ``flat [..., n_params]``."""
-    mean, std = stats.vectors(layout)
-    return (flat - mean.to(flat.dtype)) / std.to(flat.dtype)
+    """``(w - mean_entry) / std_entry`` for ``flat [..., n_params]``, same shape and dtype."""
+    _check(flat, layout, "normalize")
+    mean, std = stats.vectors(layout, flat.device, flat.dtype)
+    return (flat - mean) / std
 
 
 def denormalize(flat: torch.Tensor, stats: NormStats, layout: ParamLayout) -> torch.Tensor:
-    """Inverse of :func:`normalize`."""
-    mean, std = stats.vectors(layout)
-    return flat * std.to(flat.dtype) + mean.to(flat.dtype)
+    """Inverse of :func:`normalize`: ``w * std_entry + mean_entry`` for ``flat [..., n_params]``."""
+    _check(flat, layout, "denormalize")
+    mean, std = stats.vectors(layout, flat.device, flat.dtype)
+    return flat * std + mean
+
+
+def _check(flat: torch.Tensor, layout: ParamLayout, where: str) -> None:
+    if flat.dim() == 0 or flat.shape[-1] != layout.n_params:
+        raise ArchitectureMismatchError(
+            f"{where}: weights of shape {list(flat.shape)} do not end in the layout's {layout.n_params} parameters")
