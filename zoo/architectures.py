@@ -95,6 +95,23 @@ def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return ACTIVATIONS[name]
 
 
+def chain_permutation_spec(prefixes: Sequence[str], units: Sequence[int], repeats: Sequence[int] | None = None
+                           ) -> tuple[dict[str, list[PermAxis]], list[int]]:
+    """Permutation spec of a chain of layers ``prefixes[0] -> ... -> prefixes[-1]``.
+
+    The ``units[i]`` outputs of every layer but the last form group ``i``: axis 0 of
+    ``<prefix>.weight`` and ``<prefix>.bias``, and axis 1 of the next layer's weight, where each unit
+    owns ``repeats[i]`` consecutive inputs (a flattened conv output feeding a linear layer).
+    """
+    repeats = list(repeats) if repeats is not None else [1] * len(prefixes)
+    spec: dict[str, list[PermAxis]] = {}
+    for g, (prefix, nxt) in enumerate(zip(prefixes[:-1], prefixes[1:])):
+        spec.setdefault(f"{prefix}.weight", []).append(PermAxis(g, 0))
+        spec.setdefault(f"{prefix}.bias", []).append(PermAxis(g, 0))
+        spec.setdefault(f"{nxt}.weight", []).append(PermAxis(g, 1, int(repeats[g])))
+    return spec, [int(u) for u in units[:-1]]
+
+
 # ---------------------------------------------------------------------------- MLP
 class MLP(nn.Module):
     """Fully connected network: ``depth`` hidden layers of ``width`` units, then a linear classifier.
@@ -122,15 +139,8 @@ class MLP(nn.Module):
         return h
 
     def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
-        spec: dict[str, list[PermAxis]] = {}
-        sizes = []
-        for i in range(len(self.layers) - 1):  # hidden layer i's units form group i
-            g = len(sizes)
-            sizes.append(self.layers[i].out_features)
-            spec.setdefault(f"layers.{i}.weight", []).append(PermAxis(g, 0))
-            spec.setdefault(f"layers.{i}.bias", []).append(PermAxis(g, 0))
-            spec.setdefault(f"layers.{i + 1}.weight", []).append(PermAxis(g, 1))
-        return spec, sizes
+        n = len(self.layers)
+        return chain_permutation_spec([f"layers.{i}" for i in range(n)], [layer.out_features for layer in self.layers])
 
     def population_forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor,
                            shared: bool = False) -> torch.Tensor:
@@ -191,18 +201,10 @@ class CNN1D(nn.Module):
         return self.head(h.flatten(1))
 
     def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
-        spec: dict[str, list[PermAxis]] = {}
-        sizes = []
-        for i, conv in enumerate(self.convs):
-            g = len(sizes)
-            sizes.append(conv.out_channels)
-            spec.setdefault(f"convs.{i}.weight", []).append(PermAxis(g, 0))
-            spec.setdefault(f"convs.{i}.bias", []).append(PermAxis(g, 0))
-            if i + 1 < len(self.convs):
-                spec.setdefault(f"convs.{i + 1}.weight", []).append(PermAxis(g, 1))
-            else:
-                spec.setdefault("head.weight", []).append(PermAxis(g, 1, self.out_length))
-        return spec, sizes
+        n = len(self.convs)
+        return chain_permutation_spec([f"convs.{i}" for i in range(n)] + ["head"],
+                                      [c.out_channels for c in self.convs] + [self.head.out_features],
+                                      [1] * (n - 1) + [self.out_length])
 
 
 @register_architecture("cnn1d")
@@ -256,23 +258,11 @@ class CNN2D(nn.Module):
         return self.fc2(self.act(self.fc1(h.flatten(1))))
 
     def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
-        spec: dict[str, list[PermAxis]] = {}
-        sizes = []
-        for i, conv in enumerate(self.convs):
-            g = len(sizes)
-            sizes.append(conv.out_channels)
-            spec.setdefault(f"convs.{i}.weight", []).append(PermAxis(g, 0))
-            spec.setdefault(f"convs.{i}.bias", []).append(PermAxis(g, 0))
-            if i + 1 < len(self.convs):
-                spec.setdefault(f"convs.{i + 1}.weight", []).append(PermAxis(g, 1))
-            else:
-                spec.setdefault("fc1.weight", []).append(PermAxis(g, 1, self.spatial))
-        g = len(sizes)
-        sizes.append(self.fc1.out_features)
-        spec.setdefault("fc1.weight", []).append(PermAxis(g, 0))
-        spec.setdefault("fc1.bias", []).append(PermAxis(g, 0))
-        spec.setdefault("fc2.weight", []).append(PermAxis(g, 1))
-        return spec, sizes
+        n = len(self.convs)
+        return chain_permutation_spec([f"convs.{i}" for i in range(n)] + ["fc1", "fc2"],
+                                      [c.out_channels for c in self.convs] + [self.fc1.out_features,
+                                                                               self.fc2.out_features],
+                                      [1] * (n - 1) + [self.spatial, 1])
 
 
 @register_architecture("cnn2d")
