@@ -1,0 +1,36 @@
+"""Fused batched weight-space operations, each with a PyTorch reference and a Triton kernel.
+
+See ``docs/KERNELS.md``. Every op takes ``backend="auto" | "torch" | "triton"``; ``"auto"`` uses Triton
+for CUDA tensors when Triton is importable and PyTorch otherwise. Importing this package never imports
+Triton.
+
+* :func:`compose` — ``base + Σ_t C[b, t, block] · τ_t`` (task arithmetic, aTLAS, AdaMerging), with autograd.
+* :func:`ties_merge`, :func:`dare`, :func:`dare_merge` — TIES and DARE merging.
+* :func:`population_forward` — logits of P models from flat weights on a shared batch.
+* :func:`layer_stats` — StatNN statistics per model and parameter tensor.
+* :func:`permute` — per-model unit / channel permutations of flat weights.
+"""
+
+from kernels._dispatch import interpreter_enabled, resolve_backend, triton_available
+from kernels.blocks import BlockSpec
+from kernels.compose import compose, compose_reference
+from kernels.layer_stats import STAT_NAMES, layer_stats
+from kernels.merge import dare, dare_merge, ties_merge
+from kernels.permute import permute
+from kernels.population_forward import population_forward
+
+__all__ = [
+    "BlockSpec",
+    "STAT_NAMES",
+    "compose",
+    "compose_reference",
+    "dare",
+    "dare_merge",
+    "interpreter_enabled",
+    "layer_stats",
+    "permute",
+    "population_forward",
+    "resolve_backend",
+    "ties_merge",
+    "triton_available",
+]
