@@ -170,16 +170,16 @@ def generate(spec: str | Path | PhaseGridSpec, out: str | Path, *, progress: boo
     z = create_or_resume(spec, out)
     status = z.status_codes()
     pending = set(np.flatnonzero(status == STATUS_CODES["pending"]).tolist())
-    todo = []
+    to_train = []
     for pop in populations(z._planned, spec.max_population):
         ids = [i for i in pop.model_ids if i in pending]
         if ids:
-            todo.append(Population(pop.key, ids))
-    total = sum(len(p.model_ids) for p in todo) * spec.epochs
+            to_train.append(Population(pop.key, ids))
+    total = sum(len(p.model_ids) for p in to_train) * spec.epochs
     tasks: dict[str, TaskData] = {}
     bar = tqdm(total=total, desc=f"training {spec.name}", unit="model-epoch", disable=not progress or total == 0)
     try:
-        for pop in todo:
+        for pop in to_train:
             task_key = pop.key[1]
             if task_key not in tasks:
                 tasks[task_key] = build_task(z.tasks[task_key])
