@@ -123,6 +123,7 @@ class PopulationModel:
         }
         self.fast = hasattr(self.template, "population_forward")
         self.fast_shared = self.fast and "shared" in inspect.signature(self.template.population_forward).parameters
+        self.manual = bool(getattr(self.template, "manual_backward", False))
 
     def logits(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, shared: bool) -> torch.Tensor:
         """Logits ``[P, B, C]``; ``x`` is ``[P, B, ...]`` or, when ``shared``, ``[B, ...]`` for everyone."""
@@ -134,6 +135,22 @@ class PopulationModel:
             return self.template.population_forward(params, xs)
         fn = lambda prm, inp: functional_call(self.template, prm, (inp,))  # noqa: E731
         return vmap(fn, in_dims=(0, None if shared else 0))(dict(params), x)
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Mean cross-entropy ``[P]`` of every member on its own batch (``x [P, B, ...]``, ``y [P, B]``)
+        and the gradients of the parameters, in layout order. Uses the architecture's hand-written
+        backward when it has one, else autograd."""
+        names = self.layout.names
+        if self.manual:
+            with torch.no_grad():
+                loss, grads = self.template.population_loss_and_grads(self.params, x, y)
+            return loss, [grads[k] for k in names]
+        leaves = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
+        logits = self.logits(leaves, x, shared=False)
+        p, b = y.shape
+        loss = F.cross_entropy(logits.reshape(p * b, -1), y.reshape(-1), reduction="none").view(p, b).mean(1)
+        grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
+        return loss.detach(), list(grads)
 
     def flat(self) -> torch.Tensor:
         """Current weights ``[P, n_params]``."""
@@ -250,19 +267,13 @@ def train_population(
         for i in range(0, n, config.batch_size):
             idx = perms[:, i:i + config.batch_size]
             xb, yb = x_train[idx], y_train[idx]  # [P, B, ...], [P, B]
-            leaves = {k: v.requires_grad_(True) for k, v in params.items()}
-            logits = model.logits(leaves, xb, shared=False)
-            b = yb.shape[1]
-            loss = F.cross_entropy(logits.reshape(P * b, -1), yb.reshape(-1), reduction="none").view(P, b).mean(1)
-            grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
-            epoch_loss += loss.detach().double()
+            loss, grads = model.loss_and_grads(xb, yb)
+            epoch_loss += loss.double()
             n_batches += 1
             step += 1
             with torch.no_grad():
                 for k, g in zip(names, grads):
-                    p = params[k].detach()
-                    _update(config, k, p, g, state1, state2, lr, wd, mom, factor, step)
-                    params[k] = p
+                    _update(config, k, params[k], g, state1, state2, lr, wd, mom, factor, step)
         mean_loss = (epoch_loss / max(n_batches, 1)).numpy()
         curve[:, epoch] = mean_loss
         bad = (~np.isfinite(mean_loss) | (mean_loss > config.divergence_loss)) & (diverged < 0)
