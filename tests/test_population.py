@@ -83,3 +83,22 @@ def test_a_user_registered_architecture_trains_without_touching_the_trainer():
     pop = train_population(config, members, task)  # generic path: vmap over functional_call
     for i, m in enumerate(members):
         assert torch.allclose(pop.weights[i], train_single(config, m, task).weights[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_mlp_hand_written_backward_equals_autograd(activation):
+    from generators.population import PopulationModel, init_model
+
+    task = _task()
+    config = PopulationConfig("mlp", {"width": 12, "depth": 2, "activation": activation})
+    model = PopulationModel([init_model(config, task, s) for s in range(3)])
+    assert model.manual
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 300, (3, 17), generator=g)
+    x, y = task.x_train[idx], task.y_train[idx]
+    loss, grads = model.loss_and_grads(x, y)
+    model.manual = False
+    ref_loss, ref_grads = model.loss_and_grads(x, y)
+    assert torch.allclose(loss, ref_loss, atol=1e-6)
+    for a, b in zip(grads, ref_grads):
+        assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
