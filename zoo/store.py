@@ -13,6 +13,9 @@ Layout of a store::
     metrics/<name>                 [n_models, n_checkpoints] float32, one chunk per model
     curves/train_loss              [n_models, n_epochs] mean mini-batch loss of every epoch
     splits/<name>                  [n_models] int8 (0 train, 1 val, 2 test)
+    landscape/<name>               [n_models, *shape] float32 per-model landscape metric, one chunk per model
+    pairs/<name>/{model_a,model_b,value}   a metric of model pairs (e.g. mode connectivity of two seeds)
+    phases/label                   [n_models] int8 phase code (-1 unlabelled), rule in attrs["phases"]
 
 Each model owns distinct chunks, so several writers (processes, Ray workers) can fill one store at
 once; a model counts as complete only once its status chunk is written.
@@ -275,6 +278,11 @@ class Zoo:
             df[f"version_{lib}"] = [r.get("versions", {}).get(lib) for r in records]
         for name in self.metric_names:
             df[name] = np.asarray(self._read(self._root[f"metrics/{name}"], (slice(None), -1), f"metrics/{name}"))
+        for name, info in self.meta.get("landscape", {}).items():
+            if not info.get("shape"):  # scalar per model: one column
+                df[name] = self.landscape(name)
+        if "phases" in self.meta:
+            df["phase"] = pd.Series(self.phases(), index=df.index, dtype=object)
         return df
 
     def _row(self, model_id: int) -> pd.Series:
@@ -443,6 +451,149 @@ class Zoo:
         splits[name] = dict(settings)
         self._update_meta(splits=splits)
 
+
+    # ------------------------------------------------------------------ landscape metrics
+    @property
+    def landscape_names(self) -> list[str]:
+        """Names of the per-model landscape metrics stored under ``landscape/``."""
+        return sorted(self.meta.get("landscape", {}))
+
+    def landscape_settings(self, name: str) -> dict:
+        """How landscape metric ``name`` was computed: ``checkpoint`` index, ``checkpoint_epoch``,
+        ``shape`` (per model), ``description`` and every setting needed to recompute it."""
+        stored = self.meta.get("landscape", {})
+        if name not in stored:
+            raise ZooError(f"{self.path}: no landscape metric {name!r} (has {sorted(stored)})")
+        return dict(stored[name])
+
+    def declare_landscape(self, name: str, settings: Mapping[str, Any], *, checkpoint: int = -1,
+                          shape: Sequence[int] = (), description: str = "") -> None:
+        """Create (or, when the settings changed, recreate empty) ``landscape/<name>``
+        ``[n_models, *shape]`` float32 and record its settings. Call once, before workers write values."""
+        self._require_writable("declare a landscape metric")
+        c = self.checkpoint_index(checkpoint)
+        record = to_jsonable({"checkpoint": c, "checkpoint_epoch": self.checkpoint_epochs[c],
+                              "shape": [int(s) for s in shape], "description": description,
+                              "settings": dict(settings)})
+        stored = dict(self.meta.get("landscape", {}))
+        if stored.get(name) == record and f"landscape/{name}" in self._root:
+            return
+        group = self._root.require_group("landscape")
+        per_model = tuple(int(s) for s in shape)
+        group.create_array(name, shape=(self.n_models, *per_model), chunks=(1, *per_model) if per_model else (1,),
+                           dtype="float32", fill_value=np.nan, overwrite=True, **_CHECKED)
+        stored[name] = record
+        self._update_meta(landscape=stored)
+
+    def write_landscape(self, name: str, model_ids: Sequence[int], values: np.ndarray) -> None:
+        """Write values ``[len(model_ids), *shape]`` of a declared landscape metric (one chunk per model,
+        so concurrent writers of distinct models never collide)."""
+        self._require_writable("write a landscape metric")
+        info = self.landscape_settings(name)
+        values = np.asarray(values, dtype=np.float32)
+        expected = (len(model_ids), *info["shape"])
+        if values.shape != expected:
+            raise ZooError(f"landscape metric {name!r}: values of shape {list(values.shape)}, expected {list(expected)}")
+        arr = self._root[f"landscape/{name}"]
+        for mid, v in zip(model_ids, values):
+            self._row(mid)
+            arr[int(mid)] = v
+
+    def landscape(self, name: str, ids: Sequence[int] | None = None) -> np.ndarray:
+        """Landscape metric ``[n_models (or len(ids)), *shape]``; NaN where not computed."""
+        self.landscape_settings(name)
+        values = np.asarray(self._read(self._root[f"landscape/{name}"], slice(None), f"landscape/{name}"))
+        return values if ids is None else values[np.asarray(ids, dtype=np.int64)]
+
+    def write_pairs(self, name: str, model_a: Sequence[int], model_b: Sequence[int], values: np.ndarray,
+                    settings: Mapping[str, Any], *, checkpoint: int = -1, description: str = "") -> None:
+        """Store a metric of model pairs (``values [n_pairs, *shape]``), replacing an earlier one."""
+        self._require_writable("write a pair metric")
+        a, b = np.asarray(model_a, dtype=np.int64), np.asarray(model_b, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float32)
+        if not (a.shape == b.shape == values.shape[:1]) or a.ndim != 1:
+            raise ZooError(f"pair metric {name!r}: model_a {list(a.shape)}, model_b {list(b.shape)} and values "
+                           f"{list(values.shape)} must share their first dimension")
+        bad = [int(i) for i in np.concatenate([a, b]) if not 0 <= i < self.n_models]
+        if bad:
+            raise ZooError(f"pair metric {name!r}: no models {bad[:5]} in this zoo of {self.n_models}")
+        group = self._root.require_group("pairs").require_group(name)
+        n = max(len(a), 1)
+        for key, data in (("model_a", a), ("model_b", b), ("value", values)):
+            group.create_array(key, shape=data.shape, chunks=(n, *data.shape[1:]), dtype=data.dtype,
+                               overwrite=True, **_CHECKED)
+            if data.size:
+                group[key][...] = data
+        c = self.checkpoint_index(checkpoint)
+        stored = dict(self.meta.get("pairs", {}))
+        stored[name] = to_jsonable({"checkpoint": c, "checkpoint_epoch": self.checkpoint_epochs[c],
+                                    "shape": list(values.shape[1:]), "description": description,
+                                    "settings": dict(settings)})
+        self._update_meta(pairs=stored)
+
+    @property
+    def pair_names(self) -> list[str]:
+        return sorted(self.meta.get("pairs", {}))
+
+    def pairs(self, name: str) -> pd.DataFrame:
+        """Pair metric ``name`` as a table: ``model_a``, ``model_b``, ``value`` (an array per row when the
+        metric is not a scalar). Settings: ``z.meta["pairs"][name]``."""
+        if name not in self.meta.get("pairs", {}):
+            raise ZooError(f"{self.path}: no pair metric {name!r} (has {self.pair_names})")
+        g = self._root[f"pairs/{name}"]
+        value = np.asarray(self._read(g["value"], slice(None), f"pairs/{name}/value"))
+        return pd.DataFrame({"model_a": np.asarray(g["model_a"][:]), "model_b": np.asarray(g["model_b"][:]),
+                             "value": list(value) if value.ndim > 1 else value})
+
+    # ------------------------------------------------------------------ phase labels
+    def write_phases(self, labels: Sequence[str | None], rule: Mapping[str, Any]) -> dict[str, int]:
+        """Store one phase label per model (``None`` = unlabelled) and the rule (name, version,
+        thresholds, label names) that produced them; returns and stores ``phase_counts``."""
+        self._require_writable("write phase labels")
+        names = [str(n) for n in rule.get("labels", [])]
+        if not names:
+            raise ZooError("write_phases: the rule must list its phase names under 'labels'")
+        if len(labels) != self.n_models:
+            raise ZooError(f"write_phases: {len(labels)} labels for {self.n_models} models")
+        unknown = sorted({str(x) for x in labels if x is not None} - set(names))
+        if unknown:
+            raise ZooError(f"write_phases: labels {unknown} are not among the rule's labels {names}")
+        codes = np.array([-1 if x is None else names.index(str(x)) for x in labels], dtype=np.int8)
+        self._root.require_group("phases").create_array("label", data=codes, chunks=(max(self.n_models, 1),),
+                                                         overwrite=True)
+        counts = {n: int((codes == i).sum()) for i, n in enumerate(names)}
+        counts["unlabelled"] = int((codes < 0).sum())
+        self._update_meta(phases=dict(rule), phase_counts=counts)
+        return counts
+
+    def phases(self) -> np.ndarray:
+        """Phase label per model ``[n_models]`` (object array of str, None where unlabelled)."""
+        rule = self.meta.get("phases")
+        if rule is None:
+            raise ZooError(f"{self.path}: no phase labels yet; run 'weightzoo phases {self.path}'")
+        names = list(rule["labels"])
+        codes = np.asarray(self._root["phases/label"][:])
+        return np.array([names[c] if c >= 0 else None for c in codes], dtype=object)
+
+    # ------------------------------------------------------------------ model trees
+    def parent(self, model_id: int) -> int | None:
+        """The parent model id of ``model_id`` (model trees), or None for a root model."""
+        planned = self._row(model_id)
+        pid = int(planned["parent_id"]) if "parent_id" in planned.index else -1
+        return pid if pid >= 0 else None
+
+    def task_vector(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> torch.Tensor:
+        """``child - parent`` flat weights ``[n_params]``: the model at ``checkpoint`` minus its parent's
+        final weights (the point it was fine-tuned from)."""
+        pid = self.parent(model_id)
+        if pid is None:
+            raise ZooError(f"{self.path}: model {model_id} has no parent (parent_id -1), so no task vector")
+        child_key, parent_key = str(self._row(model_id)["arch_key"]), str(self._row(pid)["arch_key"])
+        if child_key != parent_key:
+            raise ZooError(f"{self.path}: model {model_id} ({child_key}) and its parent {pid} ({parent_key}) "
+                           "have different architectures; a task vector needs the same layout")
+        return self.weights([model_id], checkpoint, epoch=epoch)[0] - self.weights([pid], -1)[0]
+
     # ------------------------------------------------------------------ writing results
     def _require_writable(self, what: str) -> None:
         if not self.writable:
@@ -504,8 +655,14 @@ class Zoo:
         }
         if "grid" in meta:
             out["grid"] = meta["grid"]
+        if meta.get("landscape"):
+            out["landscape"] = {k: {"checkpoint_epoch": v["checkpoint_epoch"], "shape": v["shape"]}
+                                for k, v in meta["landscape"].items()}
+        if meta.get("pairs"):
+            out["pairs"] = sorted(meta["pairs"])
         if "phase_counts" in meta:
             out["phase_counts"] = meta["phase_counts"]
+            out["phase_rule"] = {k: meta["phases"][k] for k in ("name", "version") if k in meta.get("phases", {})}
         return out
 
 

@@ -1,0 +1,23 @@
+"""Sub-commands of the ``weightzoo`` CLI, one module per group.
+
+Each module has ``register(subparsers)``, which adds its sub-commands with ``set_defaults(func=...)``.
+A command's function imports the heavy packages (``generators``, ``weightnets``) only when it runs,
+so ``weightzoo info`` and ``import zoo`` stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from zoo.commands import download, generate, info, interchange, landscape, phases
+
+# Order of the groups in ``weightzoo --help``.
+REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
+    generate.register,    # demo, generate
+    landscape.register,   # metrics
+    phases.register,      # phases, plot
+    info.register,        # info
+    download.register,    # download
+    interchange.register,  # import, export
+]

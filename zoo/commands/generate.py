@@ -1,0 +1,36 @@
+"""``weightzoo demo`` and ``weightzoo generate``: train zoos (imports :mod:`generators` when run)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from generators.phase_grid import generate
+    from generators.report import print_summary
+
+    z = generate(args.spec, args.out, backend=args.backend, progress=not args.quiet)
+    print_summary(z)
+    return 0 if z.status_counts()["pending"] == 0 else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from generators.demo import run_demo
+
+    run_demo(args.out, quick=args.quick, progress=not args.quiet)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="generate a small MNIST-1D phase zoo, print a summary, plot a heatmap")
+    p.add_argument("--out", default="runs/demo", help="output directory (rerun with the same --out to resume)")
+    p.add_argument("--quick", action="store_true", help="a smaller grid for a smoke test (seconds)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("generate", help="train the zoo described by a spec into a store (resumable)")
+    p.add_argument("spec", help="YAML spec file, or the name of a shipped spec (e.g. 'demo')")
+    p.add_argument("--out", required=True, help="store path (a directory ending in .zarr)")
+    p.add_argument("--backend", default="local", choices=["local"], help="where populations are trained")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
