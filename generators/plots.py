@@ -1,42 +1,203 @@
-"""Phase-diagram heatmaps over (load, temperature), written as PNG with matplotlib."""
+"""Phase diagrams: PNG heatmaps over (load, temperature) of a phase-grid zoo, written with matplotlib.
+
+:func:`plot_heatmap` draws one column of the models table (mean over each cell's complete seeds);
+:func:`plot_phase_map` draws the phase labels; :func:`plot_phase_diagrams` writes the standard set
+(test accuracy, train loss, log10 Hessian trace, mode connectivity, CKA, heavy-tail alpha, phases) and
+an overview figure with all of them side by side.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from zoo.store import Zoo  # noqa: E402
 
 from generators.grid_table import cell_table, grid_axes  # noqa: E402
 
+PHASE_COLORS = {"I": "#d62728", "II": "#ff7f0e", "III": "#9467bd", "IV-A": "#1f77b4", "IV-B": "#2ca02c"}
+UNLABELLED_COLOR = "#c7c7c7"
 
-def plot_heatmap(z: Zoo, column: str, out: str | Path, title: str | None = None, cmap: str = "viridis") -> Path:
-    """Heatmap of ``column`` (mean over seeds) with load on the y axis and temperature on the x axis."""
-    load, temp = grid_axes(z)
-    values = cell_table(z, column)
-    fig, ax = plt.subplots(figsize=(1.2 * len(temp["values"]) + 2.5, 0.9 * len(load["values"]) + 1.8))
-    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, origin="lower", aspect="auto")
-    ax.set_xticks(range(len(temp["values"])), [str(v) for v in temp["values"]])
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """One heatmap of the standard set: a models-table column, how to transform it, how to show it."""
+
+    column: str
+    file: str
+    title: str
+    label: str
+    cmap: str = "viridis"
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(values > 0, np.log10(values), np.nan)
+
+
+STANDARD_PANELS: tuple[PanelSpec, ...] = (
+    PanelSpec("test_acc", "test_acc.png", "final test accuracy", "test accuracy", "magma"),
+    PanelSpec("train_loss", "train_loss.png", "final train loss", "train loss (cross-entropy)", "viridis_r"),
+    PanelSpec("hessian_trace_train", "hessian_trace.png", "Hessian trace (train samples)",
+              "log10 Hessian trace", "inferno", _log10),
+    PanelSpec("mc_loss", "mode_connectivity.png", "mode connectivity (loss)", "mc (loss)", "coolwarm"),
+    PanelSpec("cka", "cka.png", "CKA similarity between seeds", "linear CKA", "cividis"),
+    PanelSpec("alpha", "alpha.png", "heavy-tail exponent alpha (mean over layers)", "alpha", "plasma"),
+)
+
+
+def _axes_ticks(ax, load: dict, temp: dict) -> None:
+    ax.set_xticks(range(len(temp["values"])), [str(v) for v in temp["values"]], rotation=45 if len(temp["values"]) > 6 else 0)
     ax.set_yticks(range(len(load["values"])), [str(v) for v in load["values"]])
     ax.set_xlabel(f"{temp['param']} (temperature)")
     ax.set_ylabel(f"{load['param']} (load)")
+
+
+def _draw_heatmap(ax, values: np.ndarray, load: dict, temp: dict, title: str, label: str, cmap: str,
+                  annotate: bool = True) -> None:
+    centred = cmap in ("coolwarm", "RdBu", "RdBu_r", "bwr")
     finite = values[np.isfinite(values)]
-    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            text = "n/a" if not np.isfinite(values[i, j]) else f"{values[i, j]:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if np.isfinite(values[i, j]) and values[i, j] < mid else "black")
-    fig.colorbar(im, ax=ax, label=column)
-    ax.set_title(title or f"{column} over the phase grid ({z.meta.get('name', '')})")
-    fig.tight_layout()
+    kwargs = {}
+    if centred and finite.size:
+        lim = float(np.abs(finite).max()) or 1.0
+        kwargs = {"vmin": -lim, "vmax": lim}
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, origin="lower", aspect="auto", **kwargs)
+    _axes_ticks(ax, load, temp)
+    if annotate and values.size <= 144:
+        lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                v = values[i, j]
+                if not np.isfinite(v):
+                    ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="black")
+                    continue
+                frac = 0.5 if hi == lo else (v - lo) / (hi - lo)
+                dark = abs(frac - 0.5) < 0.3 if centred else frac < 0.5
+                ax.text(j, i, f"{v:.2g}" if abs(v) < 0.01 or abs(v) >= 100 else f"{v:.2f}", ha="center",
+                        va="center", fontsize=7, color="white" if dark and not centred else "black")
+    plt.colorbar(im, ax=ax, label=label)
+    ax.set_title(title, fontsize=10)
+
+
+def _phase_grid(z: Zoo, models: pd.DataFrame) -> np.ndarray:
+    """``[n_load, n_temperature]`` object array of phase labels (None where unlabelled)."""
+    load, temp = grid_axes(z)
+    out = np.full((len(load["values"]), len(temp["values"])), None, dtype=object)
+    if "phase" not in models.columns:
+        return out
+    for (li, ti), g in models.groupby(["grid_load_index", "grid_temperature_index"]):
+        labels = [p for p in g["phase"] if isinstance(p, str)]
+        if labels:
+            out[int(li), int(ti)] = max(set(labels), key=labels.count)
+    return out
+
+
+def _draw_phase_map(ax, phases: np.ndarray, load: dict, temp: dict, title: str) -> None:
+    names = list(PHASE_COLORS)
+    codes = np.array([[names.index(p) if p in names else len(names) for p in row] for row in phases])
+    cmap = ListedColormap([*PHASE_COLORS.values(), UNLABELLED_COLOR])
+    ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(names) + 0.5, origin="lower", aspect="auto")
+    _axes_ticks(ax, load, temp)
+    if phases.size <= 400:
+        for i in range(phases.shape[0]):
+            for j in range(phases.shape[1]):
+                ax.text(j, i, phases[i, j] or "-", ha="center", va="center", fontsize=7, color="white")
+    present = [n for n in names if (phases == n).any()]
+    handles = [Patch(color=PHASE_COLORS[n], label=f"phase {n}") for n in present]
+    if (phases == None).any():  # noqa: E711 - elementwise on an object array
+        handles.append(Patch(color=UNLABELLED_COLOR, label="unlabelled"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
+
+
+def _figure(load: dict, temp: dict) -> tuple[plt.Figure, plt.Axes]:
+    return plt.subplots(figsize=(0.8 * len(temp["values"]) + 3.5, 0.6 * len(load["values"]) + 2.2))
+
+
+def _save(fig: plt.Figure, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    tmp = out.with_name(f".{out.name}.partial.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
     plt.close(fig)
+    tmp.replace(out)  # a half-written PNG never takes the final name
     return out
+
+
+def plot_heatmap(z: Zoo, column: str, out: str | Path, title: str | None = None, cmap: str = "viridis",
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None, label: str | None = None,
+                 models: pd.DataFrame | None = None) -> Path:
+    """Heatmap of ``column`` (mean over each cell's complete seeds), load on y, temperature on x."""
+    load, temp = grid_axes(z)
+    values = cell_table(z, column, models)
+    if transform is not None:
+        values = transform(values)
+    fig, ax = _figure(load, temp)
+    _draw_heatmap(ax, values, load, temp, title or f"{column} over the phase grid ({z.meta.get('name', '')})",
+                  label or column, cmap)
+    return _save(fig, out)
+
+
+def plot_phase_map(z: Zoo, out: str | Path, models: pd.DataFrame | None = None) -> Path:
+    """The phase label of every cell (colours per phase, unlabelled cells grey)."""
+    load, temp = grid_axes(z)
+    models = z.models if models is None else models
+    fig, ax = _figure(load, temp)
+    rule = z.meta.get("phases", {})
+    _draw_phase_map(ax, _phase_grid(z, models), load, temp,
+                    f"phases (rule {rule.get('name', '?')} v{rule.get('version', '?')})")
+    return _save(fig, out)
+
+
+def plot_phase_diagrams(z: Zoo, out_dir: str | Path, panels: Sequence[PanelSpec] = STANDARD_PANELS
+                        ) -> tuple[list[Path], dict[str, str]]:
+    """Write one PNG per available panel, the phase map (if labelled) and ``phase_diagram.png`` with all of
+    them. Returns the written paths and ``{panel: reason}`` for the panels skipped."""
+    out_dir = Path(out_dir)
+    load, temp = grid_axes(z)
+    models = z.models
+    written, skipped, drawn = [], {}, []
+    for panel in panels:
+        if panel.column not in models.columns:
+            skipped[panel.column] = "not computed (run 'weightzoo metrics')" if panel.column != "test_acc" else "missing"
+            continue
+        values = cell_table(z, panel.column, models)
+        values = panel.transform(values) if panel.transform else values
+        if not np.isfinite(values).any():
+            skipped[panel.column] = "no finite value in any cell"
+            continue
+        written.append(plot_heatmap(z, panel.column, out_dir / panel.file, title=panel.title, cmap=panel.cmap,
+                                    transform=panel.transform, label=panel.label, models=models))
+        drawn.append((panel, values))
+    phases = _phase_grid(z, models) if "phase" in models.columns else None
+    if phases is not None:
+        written.append(plot_phase_map(z, out_dir / "phases.png", models))
+    else:
+        skipped["phase"] = "no phase labels (run 'weightzoo phases')"
+    n = len(drawn) + (phases is not None)
+    if n:
+        cols = min(n, 4)
+        rows = -(-n // cols)
+        w, h = 0.7 * len(temp["values"]) + 3.2, 0.5 * len(load["values"]) + 2.4
+        fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
+        for ax, (panel, values) in zip(axes.flat, drawn):
+            _draw_heatmap(ax, values, load, temp, panel.title, panel.label, panel.cmap, annotate=False)
+        if phases is not None:
+            _draw_phase_map(axes.flat[len(drawn)], phases, load, temp, "phases")
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.suptitle(f"phase diagram of {z.meta.get('name', z.path)}")
+        written.append(_save(fig, out_dir / "phase_diagram.png"))
+    return written, skipped
