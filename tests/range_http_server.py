@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 for the download and remote-store tests.
 
 It serves the files of one directory with ``Range`` support, records every request (method, path,
-``Range`` header, bytes sent), can cut the connection after N body bytes once per path, and answers
-404 for anything it does not have.
+``Range`` header, bytes sent), can cut the connection after N body bytes once per path, can wait
+before sending a body (to make concurrent clients overlap), and answers 404 for anything it does
+not have.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +35,7 @@ class RangeHTTPServer(ThreadingHTTPServer):
         self.directory = Path(directory).resolve()
         self.requests: list[Request] = []
         self.cut_once: dict[str, int] = {}  # url path -> body bytes sent before the connection is cut
+        self.delay: dict[str, float] = {}  # url path -> seconds to wait before sending the body
         self.lock = threading.Lock()
 
     @property
@@ -106,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not body:
             self._record(path, status, 0)
             return
+        time.sleep(self.server.delay.get(path, 0.0))
         with self.server.lock:
             cut = self.server.cut_once.pop(path, None)
         if cut is None:
