@@ -200,7 +200,6 @@ def test_hf_mirror_goes_through_huggingface_hub(tmp_path, archives, monkeypatch)
     assert calls == [("someone/zoos", "archives/tiny.zarr.zip", "dataset", "refs/pr/1")]
 
 
-@pytest.mark.slow
 def test_build_from_the_recipe_when_no_mirror_is_reachable(tmp_path, archives, server, tiny_zoo_path, capsys):
     cat = _catalog(tmp_path, archives, server, mirrors=[f"{server.url}/missing.zarr.zip"])
     root = tmp_path / "cache"
@@ -212,3 +211,12 @@ def test_build_from_the_recipe_when_no_mirror_is_reachable(tmp_path, archives, s
     built, ref = zoo.load("tiny", root=root, catalog=cat, download=False), zoo.open(tiny_zoo_path)
     assert built.meta["spec_hash"] == ref.meta["spec_hash"] and built.status_counts() == ref.status_counts()
     assert built.models["grid_cell"].tolist() == ref.models["grid_cell"].tolist()
+    _same_weights(built, tiny_zoo_path)  # training is seeded: the rebuilt zoo is the same zoo
+
+
+def test_offline_build_skips_the_mirrors_and_regenerates(tmp_path, archives, server, monkeypatch):
+    monkeypatch.setenv("WEIGHTZOO_OFFLINE", "1")
+    cat = _catalog(tmp_path, archives, server)
+    z = zoo.load("tiny", root=tmp_path / "cache", catalog=cat, build=True, progress=False)
+    assert z.path == str(tmp_path / "cache" / "tiny" / "built.zarr") and z.status_counts()["pending"] == 0
+    assert server.requests == []
