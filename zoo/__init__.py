@@ -1,4 +1,5 @@
-"""weightzoo's dataset side: the zoo store, architectures, tasks, datasets, splits and augmentations.
+"""weightzoo's dataset side: the zoo store, architectures, tasks, datasets, splits and augmentations,
+and named zoos (``zoo.load(name)``: catalog, download, cache).
 
 ``import zoo`` never imports the training code (``generators``) or Lightning.
 """
@@ -16,9 +17,13 @@ from zoo.architectures import (
 )
 from zoo.errors import (
     ArchitectureMismatchError,
+    CatalogError,
+    ChecksumError,
     CorruptChunkError,
+    DownloadError,
     FormatVersionError,
     NotAZooError,
+    OfflineError,
     SpecError,
     UnknownNameError,
     ZooError,
@@ -28,6 +33,8 @@ from zoo.layout import ParamEntry, ParamLayout, PermAxis
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.dataset import ZooDataset, norm_stats
 from zoo.tasks import TaskData, build_task, task_sources
+from zoo.catalog import CatalogEntry, load_catalog
+from zoo.loader import load
 
 open = open_zoo  # noqa: A001 - the public name is zoo.open(path)
 
@@ -36,5 +43,6 @@ __all__ = [
     "PermAxis", "architecture_names", "build_architecture", "layout_of", "load_flat_weights",
     "register_architecture", "ZooError", "NotAZooError", "FormatVersionError", "CorruptChunkError",
     "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "norm_stats", "TaskData",
-    "build_task", "task_sources",
+    "build_task", "task_sources", "load", "load_catalog", "CatalogEntry", "CatalogError", "DownloadError",
+    "ChecksumError", "OfflineError",
 ]

@@ -32,3 +32,20 @@ class UnknownNameError(SpecError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class CatalogError(ZooError):
+    """A zoo catalog file or entry is invalid, or a name is not in the catalog; the message names the
+    file, the entry and the field."""
+
+
+class DownloadError(ZooError):
+    """A zoo archive could not be fetched from any mirror (each mirror's failure is listed)."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded archive has the wrong size or sha256; nothing of it is kept in the cache."""
+
+
+class OfflineError(ZooError):
+    """Offline mode (``WEIGHTZOO_OFFLINE=1``) is on and the zoo is not in the cache."""

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import uuid
+import zipfile
 from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
@@ -156,14 +157,28 @@ def _check_models_table(models: pd.DataFrame, architectures: Mapping, tasks: Map
 
 
 def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
-    """Open a store read-only (``mode="r"``, the default) or for writing results (``mode="r+"``)."""
+    """Open a store read-only (``mode="r"``, the default) or for writing results (``mode="r+"``).
+
+    ``path`` is a directory store, a zipped store (``x.zarr.zip``, read in place through
+    ``zarr.storage.ZipStore``) or an fsspec URL of a directory store (``http(s)://``, ``s3://``,
+    ``gs://``, ``hf://``, ``file://``, ``memory://``), read chunk by chunk through
+    ``zarr.storage.FsspecStore``. Zips and URLs are read-only.
+    """
     if mode not in ("r", "r+"):
         raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
     spath = str(path)
-    if not _is_remote(spath) and not Path(spath).exists():
+    if _is_remote(spath):
+        store: Any = _remote_store(spath, mode)
+    elif _is_zip(spath):
+        if mode != "r":
+            raise ZooError(f"{spath}: a zipped store is read-only; unzip it into a directory to write to it")
+        store = zarr.storage.ZipStore(spath, mode="r")
+    elif not Path(spath).exists():
         raise NotAZooError(f"{spath}: no such file or directory")
+    else:
+        store = spath
     try:
-        root = zarr.open_group(spath, mode=mode, zarr_format=3)
+        root = zarr.open_group(store, mode=mode, zarr_format=3)
     except Exception as exc:  # zarr raises several types for "not a group"
         raise NotAZooError(f"{spath} is not a zoo: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
     meta = root.attrs.get(ROOT_ATTR)
@@ -176,6 +191,30 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
             "upgrade weightzoo to read it"
         )
     return Zoo(root, spath, writable=(mode == "r+"))
+
+
+def _is_zip(path: str) -> bool:
+    p = Path(path)
+    if not p.is_file():
+        return False
+    if not zipfile.is_zipfile(p):
+        if p.suffix == ".zip":
+            raise NotAZooError(f"{path}: not a zip archive (a zipped zoo is a .zarr.zip made by 'weightzoo pack')")
+        return False
+    return True
+
+
+def _remote_store(url: str, mode: str) -> Any:
+    """A read-only ``FsspecStore`` for ``url`` (errors name the URL and the missing fsspec backend)."""
+    if mode != "r":
+        raise ZooError(f"{url}: stores opened by URL are read-only; open them with mode='r'")
+    try:
+        return zarr.storage.FsspecStore.from_url(url, read_only=True)
+    except ImportError as exc:
+        scheme = url.split("://", 1)[0]
+        raise ZooError(f"{url}: reading {scheme}:// URLs needs an fsspec backend that is not installed ({exc})") from exc
+    except ValueError as exc:  # fsspec: "Protocol not known"
+        raise NotAZooError(f"{url}: not a URL fsspec can read ({exc})") from exc
 
 
 class Zoo:

@@ -1,0 +1,135 @@
+"""``zoo.load(name)``: a named zoo from the cache, downloaded from its mirrors, or rebuilt from its recipe.
+
+Order: a complete copy in the cache is opened as it is; else (unless offline) the mirrors are tried
+in order; else, with ``build=True``, the zoo is regenerated from its recipe. Everything runs under
+one lock per zoo, so concurrent loads of one zoo download or build it once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from zoo.archive import unpack_tar
+from zoo.cache import (
+    OFFLINE_ENV,
+    archive_path,
+    built_store,
+    cache_dir,
+    cached_store,
+    downloaded_store,
+    offline_mode,
+    zoo_dir,
+)
+from zoo.catalog import Catalog, CatalogEntry, load_catalog
+from zoo.download import fetch_first, file_lock
+from zoo.errors import DownloadError, OfflineError, SpecError, ZooError
+from zoo.store import Zoo, open_zoo
+
+CatalogArg = Catalog | str | os.PathLike | Sequence[str | os.PathLike] | None
+
+
+def load(name: str, root: str | os.PathLike | None = None, download: bool = True, *, catalog: CatalogArg = None,
+         build: bool = False, progress: bool = True) -> Zoo:
+    """Open the named zoo (read-only), fetching it into the cache first if needed.
+
+    ``root`` is the cache directory (default: ``$WEIGHTZOO_CACHE``, ``$XDG_CACHE_HOME/weightzoo`` or
+    ``~/.cache/weightzoo``). ``download=False`` uses the cache only. ``catalog`` adds user catalog
+    files (or is a :class:`Catalog`). ``build=True`` regenerates the zoo from its recipe when no mirror
+    delivers it (at once when the entry has no mirrors); this imports the training code.
+    With ``WEIGHTZOO_OFFLINE=1`` no mirror is contacted.
+    """
+    entry = resolve_entry(name, catalog)
+    return open_zoo(ensure_local(entry, root, download=download, build=build, progress=progress))
+
+
+def resolve_entry(name: str, catalog: CatalogArg = None) -> CatalogEntry:
+    cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    return cat[name]
+
+
+def ensure_local(entry: CatalogEntry, root: str | os.PathLike | None = None, *, download: bool = True,
+                 build: bool = False, progress: bool = True) -> Path:
+    """The path of a complete local copy of ``entry`` (zip file or directory), fetching or building it."""
+    found = cached_store(entry, root)
+    if found is not None:
+        return found
+    offline = offline_mode()
+    if offline and not build:
+        raise OfflineError(
+            f"offline mode is on ({OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)}) and zoo {entry.name!r} is not in the "
+            f"cache {cache_dir(root)}. To get it: unset {OFFLINE_ENV} and run 'weightzoo download {entry.name}' "
+            f"(or zoo.load({entry.name!r})), copy a cache folder '{entry.name}/' from another machine into "
+            f"{cache_dir(root)}, or regenerate it locally with 'weightzoo download {entry.name} --build'")
+    if not download and not build:
+        raise ZooError(f"zoo {entry.name!r} is not in the cache {cache_dir(root)}; load it with download=True "
+                       f"(or run 'weightzoo download {entry.name}')")
+    folder = zoo_dir(entry, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / ".lock", f"fetching zoo {entry.name!r}"):
+        found = cached_store(entry, root)  # another process may have finished while we waited
+        if found is not None:
+            return found
+        failure: DownloadError | None = None
+        if download and not offline and entry.mirrors:
+            try:
+                return _download(entry, root, progress)
+            except DownloadError as exc:
+                failure = exc
+        if build and entry.recipe is not None:
+            return build_from_recipe(entry, root, progress=progress)
+        raise _unavailable(entry, failure, build=build, offline=offline)
+
+
+def _unavailable(entry: CatalogEntry, failure: DownloadError | None, *, build: bool, offline: bool) -> ZooError:
+    rebuild = (f"; regenerate it from its recipe with 'weightzoo download {entry.name} --build' "
+               f"(or zoo.load({entry.name!r}, build=True))") if entry.recipe is not None else ""
+    if failure is not None:
+        if build:  # build was asked for but there is no recipe
+            return DownloadError(f"{failure}\nand zoo {entry.name!r} has no recipe to rebuild it from")
+        return DownloadError(f"{failure}{rebuild}")
+    if not entry.mirrors:
+        return DownloadError(f"zoo {entry.name!r} ({entry.source}) has no download mirrors yet{rebuild}")
+    return DownloadError(f"zoo {entry.name!r} was not downloaded (download=False){rebuild}")
+
+
+def _download(entry: CatalogEntry, root: str | os.PathLike | None, progress: bool) -> Path:
+    """Fetch the archive; a ``zarr.tar`` is then unpacked (atomically) and deleted."""
+    archive = archive_path(entry, root)
+    store = downloaded_store(entry, root)
+    assert archive is not None and store is not None and entry.sha256 is not None  # validated: mirrors need sha256
+    if entry.format == "zarr.zip" or not archive.exists():
+        fetch_first(entry.mirrors, archive, sha256=entry.sha256, size=entry.size, progress=progress)
+    if entry.format == "zarr.tar":
+        unpack_tar(archive, store)
+        archive.unlink()
+    open_zoo(store)  # fails clearly if the verified archive holds no zoo
+    return store
+
+
+def build_from_recipe(entry: CatalogEntry, root: str | os.PathLike | None = None, *, progress: bool = True) -> Path:
+    """Regenerate ``entry`` from its recipe into the cache; returns ``<cache>/<name>/built.zarr``.
+
+    Training runs in ``.built.zarr.building`` (an interrupted build resumes there) and the store is
+    renamed to ``built.zarr`` only when every model is complete. Imports :mod:`generators`.
+    """
+    if entry.recipe is None:
+        raise ZooError(f"zoo {entry.name!r} ({entry.source}) has no recipe to rebuild it from")
+    from generators.phase_grid import generate
+
+    final = built_store(entry, root)
+    if final.exists():
+        return final
+    work = final.with_name(f".{final.name}.building")
+    try:
+        z = generate(entry.recipe["spec"], work, progress=progress)
+    except SpecError as exc:
+        raise SpecError(f"{entry.source}: zoo {entry.name!r}: field 'recipe.spec': {exc}") from exc
+    pending = z.status_counts()["pending"]
+    if pending:
+        raise ZooError(f"building zoo {entry.name!r}: {pending} models are still pending in {work}; rerun to resume")
+    del z
+    os.replace(work, final)
+    return final
+
