@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 $(VENV)/bin/activate:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,ray]"
 
 .PHONY: setup demo test bench
 setup: $(VENV)/bin/activate
