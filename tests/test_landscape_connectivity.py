@@ -9,6 +9,14 @@ from generators.landscape.connectivity import bezier, curve_values, linear_barri
 from generators.landscape.population_data import population_of
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_mc_sign_on_constructed_curves():
     barrier = np.array([1.0, 1.5, 2.0, 1.5, 1.0])
     dip = np.array([1.0, 0.5, 0.2, 0.5, 1.0])

@@ -11,6 +11,15 @@ from generators.landscape.hessian import PopulationHVP, hessian_metrics, hutchin
 from generators.landscape.population_data import STREAM_TRACE, member_generator
 from generators.population import PopulationModel
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Many tiny kernels: intra-op threads only add synchronisation (and stalls on a loaded machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 ARCHS = {  # tiny architectures: MLP (batched-matmul fast path) and 1-D CNN (vmap path)
     "mlp": ((5,), {"width": 4, "depth": 1, "activation": "tanh"}),
     "cnn1d": ((12,), {"width": 2, "depth": 1, "kernel_size": 3, "stride": 2, "activation": "tanh"}),
@@ -68,7 +77,7 @@ def test_hutchinson_trace_uses_each_members_vectors_and_converges_to_dense_trace
     ids = [3, 4, 5]
     hvp = PopulationHVP(model, layout, flat, x, y)
     few, used = hutchinson_trace(hvp, ids, max_vectors=6, tol=0.0, seed=1)
-    many, _ = hutchinson_trace(hvp, ids, max_vectors=4000, tol=0.0, seed=1)
+    many, _ = hutchinson_trace(hvp, ids, max_vectors=1000, tol=0.0, seed=1)
     assert (used == 6).all()
     n = flat.shape[1]
     for p, module in enumerate(modules):
@@ -76,7 +85,7 @@ def test_hutchinson_trace_uses_each_members_vectors_and_converges_to_dense_trace
         gen = member_generator(1, ids[p], STREAM_TRACE)
         vs = [torch.randint(0, 2, (n,), generator=gen).double() * 2 - 1 for _ in range(6)]
         assert few[p] == pytest.approx(np.mean([(v @ dense @ v).item() for v in vs]), rel=1e-9)
-        assert many[p] == pytest.approx(torch.trace(dense).item(), rel=0.05)
+        assert many[p] == pytest.approx(torch.trace(dense).item(), rel=0.1)  # Monte Carlo error ~ 1/sqrt(1000)
 
 
 def test_members_get_the_same_values_alone_as_in_the_population():

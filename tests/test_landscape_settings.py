@@ -17,7 +17,7 @@ def test_defaults_and_records_are_json():
         rec = s.record(family)
         json.dumps(rec)
         assert ("pairs" in rec) == (family in ("cka", "mc", "barrier"))
-    assert s.record("hessian")["n_train"] == 512 and s.record("mc")["epochs"] == 2
+    assert s.record("hessian")["n_train"] == 512 and s.record("mc")["epochs"] == 10
     assert s.record("barrier")["n_points"] == s.mc.n_points
 
 
@@ -44,6 +44,7 @@ def test_parsing_a_mapping():
     ({"alpha": {"farms": "yes"}}, "field 'landscape.alpha.farms': expected true or false"),
     ({"metrics": ["hessian", "curvature"]}, "field 'landscape.metrics[1]': unknown metric 'curvature'"),
     ({"checkpoint": 1.5}, "field 'landscape.checkpoint': expected an integer"),
+    ({"threads": -1}, "field 'landscape.threads': must be >= 0"),
     ({"bogus": 1}, "field 'landscape.bogus': unknown field"),
     ([1, 2], "field 'landscape': expected a mapping"),
 ])

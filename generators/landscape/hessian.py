@@ -86,7 +86,7 @@ def _relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
 
 class _ActiveSet:
     """Members still iterating, and the operator restricted to them: the operator is rebuilt on the
-    active members once at most half of the members it covers are still active."""
+    active members once at most three quarters of the members it covers are still active."""
 
     def __init__(self, hvp: PopulationHVP) -> None:
         self.full = hvp
@@ -97,7 +97,7 @@ class _ActiveSet:
     def apply(self, v_full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(rows [k], live [k], H v [k, n])``: the members the operator covers (indices into
         ``v_full [P, n]``), which of them are still active, and their products."""
-        if self.active.sum() * 2 <= len(self.op_members) and self.active.any():
+        if self.active.sum() * 4 <= 3 * len(self.op_members) and self.active.any():
             self.op_members = np.flatnonzero(self.active)
             self.op = self.full.subset(self.op_members)
         rows = torch.from_numpy(self.op_members)

@@ -316,6 +316,9 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
     run = _Run(z, s, c, bar)
     run.declare()
     tasks: dict[str, TaskData] = {}
+    threads = torch.get_num_threads()
+    if s.threads:
+        torch.set_num_threads(s.threads)
     try:
         rows = planned[planned["model_id"].isin(ok)]
         for (arch_key, task_key), group in rows.groupby(["arch_key", "task"], sort=True):
@@ -331,6 +334,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
             bar.update(len(ids))
     finally:
         bar.close()
+        torch.set_num_threads(threads)
     return {
         "enabled": True,
         "checkpoint": c,

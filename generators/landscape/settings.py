@@ -7,7 +7,7 @@ A spec (or ``weightzoo metrics --settings FILE.yaml``) holds them under ``landsc
       metrics: [hessian, cka, mc, alpha]     # add 'barrier' for the straight-line barrier
       checkpoint: -1                          # index into the stored checkpoints
       hessian: {n_train: 512, n_test: 512, iters: 100, tol: 0.001}
-      mc: {epochs: 2, lr: 0.05}
+      mc: {epochs: 10, lr: 0.05}
       alpha: {farms: true}
 
 Every error names the field: ``field 'landscape.hessian.iters': must be > 0, got 0``.
@@ -133,7 +133,7 @@ class CKASettings:
 class ConnectivitySettings:
     """Quadratic Bezier curve between two seeds with fixed endpoints; its bend is trained."""
 
-    epochs: int = _opt(2, _int(0), "epochs of bend training over the training split")
+    epochs: int = _opt(10, _int(0), "epochs of bend training over the training split")
     lr: float = _opt(0.05, _float(0.0), "SGD learning rate of the bend")
     momentum: float = _opt(0.9, _float(0.0, strict=False, maximum=1.0), "SGD momentum")
     weight_decay: float = _opt(0.0, _float(0.0, strict=False), "L2 penalty on the bend (coupled, as torch.optim.SGD)")
@@ -175,12 +175,19 @@ def parse_families(names: Iterable[str] | str, field_name: str = "landscape.metr
 
 @dataclass(frozen=True)
 class LandscapeSettings:
-    """All landscape settings. ``metrics`` selects the families that run (see :data:`FAMILIES`)."""
+    """All landscape settings. ``metrics`` selects the families that run (see :data:`FAMILIES`).
+
+    ``max_population`` (models or pairs processed together) and ``threads`` (torch intra-op threads
+    while computing; 0 keeps torch's setting) change speed and memory, not the values. One thread is
+    the default because the work is many small kernels that the population already batches: extra
+    intra-op threads mostly add synchronisation, which on a loaded machine costs far more than it
+    gains (docs/LANDSCAPE.md, "Cost")."""
 
     enabled: bool = True
     metrics: tuple[str, ...] = DEFAULT_FAMILIES
     checkpoint: int = -1
     max_population: int = 64
+    threads: int = 1
     hessian: HessianSettings = field(default_factory=HessianSettings)
     alpha: SpectraSettings = field(default_factory=SpectraSettings)
     cka: CKASettings = field(default_factory=CKASettings)
@@ -199,7 +206,7 @@ class LandscapeSettings:
             return cls(enabled=False)
         if not isinstance(mapping, Mapping):
             raise _fail(prefix, f"expected a mapping of settings (or true/false), got {mapping!r}")
-        allowed = ["enabled", "metrics", "checkpoint", "max_population", *_SECTIONS]
+        allowed = ["enabled", "metrics", "checkpoint", "max_population", "threads", *_SECTIONS]
         unknown = sorted(set(mapping) - set(allowed))
         if unknown:
             raise _fail(f"{prefix}.{unknown[0]}", f"unknown field; allowed fields are {allowed}")
@@ -212,6 +219,8 @@ class LandscapeSettings:
             kwargs["checkpoint"] = _any_int(mapping["checkpoint"], f"{prefix}.checkpoint")
         if "max_population" in mapping:
             kwargs["max_population"] = _int(1)(mapping["max_population"], f"{prefix}.max_population")
+        if "threads" in mapping:
+            kwargs["threads"] = _int(0)(mapping["threads"], f"{prefix}.threads")
         for key, section in _SECTIONS.items():
             if key in mapping:
                 kwargs[key] = _parse_section(section, mapping[key], f"{prefix}.{key}")
@@ -227,12 +236,13 @@ class LandscapeSettings:
     def to_record(self) -> dict[str, Any]:
         """Every setting as plain JSON types."""
         return {"enabled": self.enabled, "metrics": list(self.metrics), "checkpoint": self.checkpoint,
-                "max_population": self.max_population,
+                "max_population": self.max_population, "threads": self.threads,
                 **{key: dataclasses.asdict(getattr(self, key)) for key in _SECTIONS}}
 
     def record(self, family: str) -> dict[str, Any]:
         """The settings that determine the values of ``family`` (stored with them). The checkpoint is
-        stored beside them by the store; ``max_population`` only changes speed, so it is left out."""
+        stored beside them by the store; ``max_population`` and ``threads`` only change speed, so they are
+        left out."""
         if family == "barrier":  # the straight line is evaluated with the curve's evaluation settings
             mc = dataclasses.asdict(self.mc)
             rec = {k: mc[k] for k in ("n_points", "eval_split", "eval_samples", "sample_rule", "sample_seed")}
