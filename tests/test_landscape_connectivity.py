@@ -7,14 +7,7 @@ import torch
 import zoo
 from generators.landscape.connectivity import bezier, curve_values, linear_barrier, mc_from_curve, train_bends
 from generators.landscape.population_data import population_of
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 def test_mc_sign_on_constructed_curves():

@@ -10,15 +10,7 @@ from zoo.architectures import build_architecture, layout_of
 from generators.landscape.hessian import PopulationHVP, hessian_metrics, hutchinson_trace, top_eigenvalue
 from generators.landscape.population_data import STREAM_TRACE, member_generator
 from generators.population import PopulationModel
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny kernels: intra-op threads only add synchronisation (and stalls on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 ARCHS = {  # tiny architectures: MLP (batched-matmul fast path) and 1-D CNN (vmap path)
     "mlp": ((5,), {"width": 4, "depth": 1, "activation": "tanh"}),

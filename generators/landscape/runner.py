@@ -29,44 +29,12 @@ from zoo.tasks import TaskData, build_task
 from generators.landscape.cka import pair_cka
 from generators.landscape.connectivity import curve_values, linear_barrier, mc_from_curve, train_bends
 from generators.landscape.hessian import hessian_metrics
+from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_FROM_PAIRS, PER_MODEL_NAMES
 from generators.landscape.pairs import cell_pairs
 from generators.landscape.population_data import fixed_batch, population_of
 from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
 from generators.landscape.spectra import layer_alphas, n_weight_layers
 from generators.population import PopulationModel
-
-#: Per-model arrays (``landscape/<name>``) written by each family.
-PER_MODEL_NAMES: dict[str, tuple[str, ...]] = {
-    "hessian": ("hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test"),
-    "alpha": ("alpha", "alpha_layers"),
-    "cka": ("cka",),
-    "mc": ("mc_loss", "mc_error"),
-    "barrier": ("barrier_loss", "barrier_error"),
-}
-#: Pair tables (``pairs/<name>``) written by each pair family; the first is the one resumption checks.
-PAIR_NAMES: dict[str, tuple[str, ...]] = {
-    "cka": ("cka",),
-    "mc": ("mc_loss", "mc_error", "mc_loss_curve", "mc_error_curve"),
-    "barrier": ("barrier_loss", "barrier_error", "barrier_loss_curve", "barrier_error_curve"),
-}
-DESCRIPTIONS = {
-    "hessian_top_eig_train": "largest-magnitude Hessian eigenvalue of the mean train cross-entropy (power iteration)",
-    "hessian_trace_train": "Hessian trace of the mean train cross-entropy (Hutchinson, Rademacher vectors)",
-    "hessian_top_eig_test": "largest-magnitude Hessian eigenvalue of the mean test cross-entropy (power iteration)",
-    "hessian_trace_test": "Hessian trace of the mean test cross-entropy (Hutchinson, Rademacher vectors)",
-    "alpha": "mean over weight matrices of the power-law exponent of the ESD of W^T W",
-    "alpha_layers": "power-law exponent of the ESD of W^T W per weight matrix (layout order, NaN-padded)",
-    "cka": "linear CKA of the logits of two seeds of a grid cell on a fixed held-out batch",
-    "mc_loss": "mode connectivity of the train loss along a trained quadratic Bezier curve",
-    "mc_error": "mode connectivity of the train error along a trained quadratic Bezier curve",
-    "mc_loss_curve": "loss at the curve's evaluation points t = linspace(0, 1, n_points)",
-    "mc_error_curve": "error at the curve's evaluation points t = linspace(0, 1, n_points)",
-    "barrier_loss": "straight-line loss barrier: max_t L(t) - ((1 - t) L(0) + t L(1))",
-    "barrier_error": "straight-line error barrier: max_t E(t) - ((1 - t) E(0) + t E(1))",
-    "barrier_loss_curve": "loss along the straight line at t = linspace(0, 1, n_points)",
-    "barrier_error_curve": "error along the straight line at t = linspace(0, 1, n_points)",
-}
-_PER_MODEL_FROM_PAIRS = {"cka": ("cka",), "mc": ("mc_loss", "mc_error"), "barrier": ("barrier_loss", "barrier_error")}
 
 Values = dict[str, np.ndarray]
 
@@ -108,8 +76,8 @@ def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tupl
 class _Run:
     """State of one :func:`compute_landscape` call."""
 
-    def __init__(self, z: Zoo, settings: LandscapeSettings, checkpoint: int, bar: tqdm) -> None:
-        self.z, self.s, self.c, self.bar = z, settings, checkpoint, bar
+    def __init__(self, z: Zoo, settings: LandscapeSettings, checkpoint: int) -> None:
+        self.z, self.s, self.c = z, settings, checkpoint
         self.tally = {f: _Tally() for f in settings.metrics}
         self.tables: dict[str, dict[tuple[int, int], np.ndarray]] = {}
         self.n_layers = max(n_weight_layers(z.layout(k)) for k in z.architectures)
@@ -126,10 +94,12 @@ class _Run:
     def declare(self) -> None:
         for family in self.s.metrics:
             for name in PER_MODEL_NAMES[family]:
-                self.z.declare_landscape(name, self.s.record(family), checkpoint=self.c, shape=self._shapes([name])[name],
-                                         description=DESCRIPTIONS[name])
+                self.z.declare_landscape(name, self.s.record(family), checkpoint=self.c,
+                                         shape=self._shapes([name])[name], description=DESCRIPTIONS[name])
 
     def per_model(self, family: str, ids: list[int], task: TaskData) -> None:
+        """Compute ``family`` (``hessian`` or ``alpha``) for the models ``ids`` of one group that have
+        no value yet."""
         tally = self.tally[family]
         names = PER_MODEL_NAMES[family]
         check = [n for n in names if n != "alpha_layers"]
@@ -137,13 +107,23 @@ class _Run:
         todo = [i for i, row in zip(ids, stored) if np.isnan(row).any()]
         tally.skipped += len(ids) - len(todo)
         fn = {"hessian": self._hessian, "alpha": self._alpha}[family]
+
+        def write(chunk: list, values: Values) -> None:
+            for name in names:
+                self.z.write_landscape(name, chunk, values[name])
+
+        self._compute(family, names, todo, lambda items: fn(items, task), write)
+
+    def _compute(self, family: str, names: Sequence[str], todo: list, fn: Callable[[list], Values],
+                 write: Callable[[list, Values], None]) -> None:
+        """Run ``fn`` on chunks of ``todo`` (models or pairs) of at most ``max_population``, robustly,
+        and ``write`` each chunk's values as soon as it is done."""
+        tally = self.tally[family]
         for start in range(0, len(todo), self.s.max_population):
             chunk = todo[start:start + self.s.max_population]
             t0 = time.perf_counter()
             failed_before = tally.failed
-            values = _robust(lambda items: fn(items, task), chunk, self._shapes(names), tally)
-            for name in names:
-                self.z.write_landscape(name, chunk, values[name])
+            write(chunk, _robust(fn, chunk, self._shapes(names), tally))
             tally.computed += len(chunk) - (tally.failed - failed_before)
             tally.seconds += time.perf_counter() - t0
 
@@ -189,6 +169,8 @@ class _Run:
         return self.tables[name]
 
     def pairs(self, family: str, group: pd.DataFrame, task: TaskData) -> None:
+        """Compute pair family ``family`` for the cell pairs of one group (rows of the models table)
+        that have no finite value yet; write the pair tables and the per-model means."""
         tally = self.tally[family]
         names = PAIR_NAMES[family]
         pairs = cell_pairs(group, self.s.pairs.max_per_cell, self.s.pairs.seed)
@@ -198,18 +180,16 @@ class _Run:
         todo = [p for p in pairs if p not in primary or not np.isfinite(primary[p]).all()]
         tally.skipped += len(pairs) - len(todo)
         fn = {"cka": self._cka, "mc": self._curve, "barrier": self._straight}[family]
-        for start in range(0, len(todo), self.s.max_population):
-            chunk = todo[start:start + self.s.max_population]
-            t0 = time.perf_counter()
-            failed_before = tally.failed
-            values = _robust(lambda items: fn(items, task), chunk, self._shapes(names), tally)
+        members = sorted({i for p in pairs for i in p})
+
+        def write(chunk: list, values: Values) -> None:
             for name in names:
                 for k, pair in enumerate(chunk):
                     self.tables[name][pair] = np.asarray(values[name][k], dtype=np.float64)
             self._write_pairs(family)
-            self._write_model_means(family, sorted({i for p in pairs for i in p}))
-            tally.computed += len(chunk) - (tally.failed - failed_before)
-            tally.seconds += time.perf_counter() - t0
+            self._write_model_means(family, members)
+
+        self._compute(family, names, todo, lambda items: fn(items, task), write)
 
     def _write_pairs(self, family: str) -> None:
         for name in PAIR_NAMES[family]:
@@ -220,7 +200,7 @@ class _Run:
                                checkpoint=self.c, description=DESCRIPTIONS[name])
 
     def _write_model_means(self, family: str, ids: list[int]) -> None:
-        for name in _PER_MODEL_FROM_PAIRS[family]:
+        for name in PER_MODEL_FROM_PAIRS[family]:
             table = self.tables[name]
             by_model: dict[int, list[float]] = {i: [] for i in ids}
             for (a, b), v in table.items():
@@ -313,7 +293,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         pair_families = []
 
     bar = tqdm(total=len(ok), desc="landscape metrics", unit="model", disable=not progress or not ok)
-    run = _Run(z, s, c, bar)
+    run = _Run(z, s, c)
     run.declare()
     tasks: dict[str, TaskData] = {}
     threads = torch.get_num_threads()
