@@ -1,0 +1,178 @@
+"""Hessian top eigenvalue and trace of a whole population at once.
+
+The population loss ``sum_p L_p(theta_p)`` is a sum of independent per-model losses, so its Hessian
+w.r.t. the stacked parameters ``[P, n_params]`` is block diagonal: one Hessian-vector product (HVP) of
+the sum gives every member's own HVP. :class:`PopulationHVP` builds that product with ``torch.func``
+(``vjp`` of ``grad``, reverse over reverse) and keeps the linearisation, so every further product
+costs one backward pass. Power iteration and Hutchinson's estimator then run batched over members,
+with per-member normalisation and per-member stopping (PyHessian's rule: stop when the relative
+change of the estimate is below ``tol``). A member's random vectors come from its own generator, so
+its values do not depend on which other models share the population.
+
+``L_p`` is the mean cross-entropy over a fixed sample set (as PyHessian with ``criterion`` =
+``CrossEntropyLoss``). The "top" eigenvalue is the one of largest magnitude, as in PyHessian.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.func import grad, vjp
+
+from zoo.layout import ParamLayout
+
+from generators.landscape.population_data import (
+    STREAM_POWER,
+    STREAM_TRACE,
+    cross_entropy_sum,
+    member_generator,
+)
+from generators.population import PopulationModel
+
+
+class PopulationHVP:
+    """``v [P, n_params] -> H v [P, n_params]`` for the members' Hessians at ``flat [P, n_params]``.
+
+    The loss is the mean over all of ``(x [n, ...], y [n])``; samples are processed in chunks of
+    ``batch_size`` (the product is linear in the loss, so chunk products add up with weights
+    ``len(chunk) / n``). With a single chunk the linearisation is kept between products.
+    """
+
+    def __init__(self, model: PopulationModel, layout: ParamLayout, flat: torch.Tensor, x: torch.Tensor,
+                 y: torch.Tensor, batch_size: int = 1024) -> None:
+        self.model, self.layout, self.flat = model, layout, flat
+        self.x, self.y, self.batch_size = x, y, int(batch_size)
+        self.chunks = [(i, min(i + self.batch_size, len(y))) for i in range(0, len(y), self.batch_size)]
+        self._linearised: list[Callable] | None = None
+        if len(self.chunks) == 1:
+            self._linearised = [self._linearise(*self.chunks[0])]
+
+    @property
+    def n_members(self) -> int:
+        return self.flat.shape[0]
+
+    def _linearise(self, start: int, stop: int) -> Callable:
+        x, y = self.x[start:stop], self.y[start:stop]
+
+        def loss(flat: torch.Tensor) -> torch.Tensor:
+            return cross_entropy_sum(self.model.logits(self.layout.unflatten(flat), x, shared=True), y)
+
+        _, fn = vjp(grad(loss), self.flat)
+        return fn
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        n = len(self.y)
+        out = torch.zeros_like(v)
+        for k, (start, stop) in enumerate(self.chunks):
+            fn = self._linearised[k] if self._linearised is not None else self._linearise(start, stop)
+            out += fn(v)[0] * ((stop - start) / n)
+        return out
+
+    def subset(self, members: Sequence[int]) -> "PopulationHVP":
+        """The same operator for some of the members only (fewer products once most have stopped)."""
+        idx = torch.as_tensor(list(members), dtype=torch.long)
+        return PopulationHVP(self.model, self.layout, self.flat[idx], self.x, self.y, self.batch_size)
+
+
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.double() * b.double()).sum(1)
+
+
+def _relative_change(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    return (new - old).abs() / (old.abs() + 1e-6)
+
+
+class _ActiveSet:
+    """Members still iterating, and the operator restricted to them: the operator is rebuilt on the
+    active members once at most three quarters of the members it covers are still active."""
+
+    def __init__(self, hvp: PopulationHVP) -> None:
+        self.full = hvp
+        self.op = hvp
+        self.op_members = np.arange(hvp.n_members)
+        self.active = np.ones(hvp.n_members, dtype=bool)
+
+    def apply(self, v_full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(rows [k], live [k], H v [k, n])``: the members the operator covers (indices into
+        ``v_full [P, n]``), which of them are still active, and their products."""
+        if self.active.sum() * 4 <= 3 * len(self.op_members) and self.active.any():
+            self.op_members = np.flatnonzero(self.active)
+            self.op = self.full.subset(self.op_members)
+        rows = torch.from_numpy(self.op_members)
+        return rows, torch.from_numpy(self.active[self.op_members]), self.op(v_full[rows])
+
+
+def top_eigenvalue(hvp: PopulationHVP, model_ids: Sequence[int], *, iters: int = 100, tol: float = 1e-3,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Power iteration per member: eigenvalue of largest magnitude ``[P]`` and iterations used ``[P]``.
+
+    Member ``p`` starts from a normal vector drawn from its generator ``(seed, model_ids[p])``; its
+    estimate is ``v^T H v`` with ``v`` of unit norm; it stops after ``iters`` steps or once the
+    relative change of the estimate is below ``tol``.
+    """
+    P, n = hvp.n_members, hvp.flat.shape[1]
+    v = torch.stack([torch.randn(n, generator=member_generator(seed, m, STREAM_POWER)) for m in model_ids])
+    v = v.to(hvp.flat.dtype)
+    v /= v.norm(dim=1, keepdim=True)
+    eig = torch.full((P,), float("nan"), dtype=torch.float64)
+    used = np.zeros(P, dtype=np.int64)
+    state = _ActiveSet(hvp)
+    for it in range(iters):
+        rows, live, hv = state.apply(v)
+        new = _rowdot(v[rows], hv)
+        norm = hv.norm(dim=1, keepdim=True)
+        done_now = torch.zeros_like(live)
+        if it > 0:
+            done_now = _relative_change(new, eig[rows]) < tol
+        done_now |= (norm.squeeze(1) == 0) | ~torch.isfinite(new)
+        upd = rows[live]
+        eig[upd] = new[live]
+        used[upd.numpy()] = it + 1
+        v[upd] = torch.where(norm[live] > 0, hv[live] / norm[live].clamp_min(1e-30), v[upd])
+        state.active[rows[live & done_now].numpy()] = False
+        if not state.active.any():
+            break
+    return eig.numpy(), used
+
+
+def hutchinson_trace(hvp: PopulationHVP, model_ids: Sequence[int], *, max_vectors: int = 100, tol: float = 1e-3,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Hutchinson's estimator per member: trace ``[P]`` (mean of ``v^T H v`` over Rademacher vectors)
+    and vectors used ``[P]``. Member ``p`` draws its vectors from generator ``(seed, model_ids[p])``
+    and stops after ``max_vectors`` or once the running mean changes by less than ``tol`` (relative)."""
+    P, n = hvp.n_members, hvp.flat.shape[1]
+    gens = [member_generator(seed, m, STREAM_TRACE) for m in model_ids]
+    total = torch.zeros(P, dtype=torch.float64)
+    mean = torch.zeros(P, dtype=torch.float64)
+    used = np.zeros(P, dtype=np.int64)
+    state = _ActiveSet(hvp)
+    for k in range(max_vectors):
+        # every active member draws its next vector (inactive ones keep their generator state untouched)
+        v = torch.zeros(P, n, dtype=hvp.flat.dtype)
+        for p in np.flatnonzero(state.active):
+            v[p] = torch.randint(0, 2, (n,), generator=gens[p]).to(v.dtype) * 2 - 1
+        rows, live, hv = state.apply(v)
+        vhv = _rowdot(v[rows], hv)
+        upd = rows[live]
+        total[upd] += vhv[live]
+        new_mean = total[upd] / (k + 1)
+        converged = _relative_change(new_mean, mean[upd]) < tol
+        converged |= ~torch.isfinite(new_mean)
+        mean[upd] = new_mean
+        used[upd.numpy()] = k + 1
+        state.active[upd[converged].numpy()] = False
+        if not state.active.any():
+            break
+    return mean.numpy(), used
+
+
+def hessian_metrics(model: PopulationModel, layout: ParamLayout, flat: torch.Tensor, x: torch.Tensor,
+                    y: torch.Tensor, model_ids: Sequence[int], *, iters: int, tol: float, trace_vectors: int,
+                    trace_tol: float, seed: int, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """Top eigenvalue, trace and their iteration counts ``[P]`` of every member on ``(x, y)``."""
+    hvp = PopulationHVP(model, layout, flat, x, y, batch_size)
+    eig, n_power = top_eigenvalue(hvp, model_ids, iters=iters, tol=tol, seed=seed)
+    trace, n_vec = hutchinson_trace(hvp, model_ids, max_vectors=trace_vectors, tol=trace_tol, seed=seed)
+    return {"top_eig": eig, "trace": trace, "power_iters": n_power, "trace_vectors": n_vec}

@@ -1,0 +1,329 @@
+"""Compute the landscape metrics of a store's complete models and write them into it.
+
+:func:`compute_landscape` groups the ``ok`` models by architecture and task, processes each group as
+a population (chunks of ``max_population``), and writes every value with the settings that produced
+it. It is resumable: a model whose value already exists with the same settings and checkpoint is
+skipped, and pair values already stored are kept, so a rerun after an interruption finishes the job
+(values that came out NaN are retried). A chunk that fails is recomputed one model (or pair) at a
+time; a model whose metric still fails gets NaN, and the rest goes on. Diverged and failed models
+are never computed and stay NaN.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from zoo.errors import ZooError
+from zoo.format import STATUS_CODES, STATUS_NAMES, to_jsonable
+from zoo.store import Zoo
+from zoo.tasks import TaskData, build_task
+
+from generators.landscape.cka import pair_cka
+from generators.landscape.connectivity import curve_values, linear_barrier, mc_from_curve, train_bends
+from generators.landscape.hessian import hessian_metrics
+from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_FROM_PAIRS, PER_MODEL_NAMES
+from generators.landscape.pairs import cell_pairs
+from generators.landscape.population_data import fixed_batch, population_of
+from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
+from generators.landscape.spectra import layer_alphas, n_weight_layers
+from generators.population import PopulationModel
+
+Values = dict[str, np.ndarray]
+
+
+class _Tally:
+    """Counts and first errors of one family, reported in the summary."""
+
+    def __init__(self) -> None:
+        self.computed = self.skipped = self.failed = 0
+        self.errors: list[str] = []
+        self.seconds = 0.0
+
+    def as_dict(self, unit: str) -> dict[str, Any]:
+        return {"unit": unit, "computed": self.computed, "skipped": self.skipped, "failed": self.failed,
+                "errors": self.errors[:5], "seconds": round(self.seconds, 3)}
+
+
+def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tuple[int, ...]], tally: _Tally) -> Values:
+    """``fn(items)``; if it raises, every item alone; an item that still fails gets NaN values
+    (``shapes[name]`` is one item's value shape)."""
+    try:
+        return fn(items)
+    except Exception as exc:  # noqa: BLE001 - a failing chunk must not stop the zoo
+        chunk_error = exc
+    parts: list[Values] = []
+    for item in items:
+        try:
+            if len(items) == 1:  # already tried alone
+                raise chunk_error
+            parts.append(fn([item]))
+        except Exception as exc:  # noqa: BLE001
+            tally.failed += 1
+            tally.errors.append(f"{item}: {type(exc).__name__}: {exc}")
+            parts.append({})
+    return {name: np.concatenate([p[name] if p else np.full((1, *shape), np.nan) for p in parts])
+            for name, shape in shapes.items()}
+
+
+class _Run:
+    """State of one :func:`compute_landscape` call."""
+
+    def __init__(self, z: Zoo, settings: LandscapeSettings, checkpoint: int) -> None:
+        self.z, self.s, self.c = z, settings, checkpoint
+        self.tally = {f: _Tally() for f in settings.metrics}
+        self.tables: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+        self.n_layers = max(n_weight_layers(z.layout(k)) for k in z.architectures)
+
+    def _shapes(self, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+        """Shape of one model's (or pair's) value of each name."""
+        def shape(name: str) -> tuple[int, ...]:
+            if name == "alpha_layers":
+                return (self.n_layers,)
+            return (self.s.mc.n_points,) if name.endswith("_curve") else ()
+        return {name: shape(name) for name in names}
+
+    # ------------------------------------------------------------------ per-model families
+    def declare(self) -> None:
+        for family in self.s.metrics:
+            for name in PER_MODEL_NAMES[family]:
+                self.z.declare_landscape(name, self.s.record(family), checkpoint=self.c,
+                                         shape=self._shapes([name])[name], description=DESCRIPTIONS[name])
+
+    def per_model(self, family: str, ids: list[int], task: TaskData) -> None:
+        """Compute ``family`` (``hessian`` or ``alpha``) for the models ``ids`` of one group that have
+        no value yet."""
+        tally = self.tally[family]
+        names = PER_MODEL_NAMES[family]
+        check = [n for n in names if n != "alpha_layers"]
+        stored = np.stack([self.z.landscape(n, ids) for n in check], axis=1)
+        todo = [i for i, row in zip(ids, stored) if np.isnan(row).any()]
+        tally.skipped += len(ids) - len(todo)
+        fn = {"hessian": self._hessian, "alpha": self._alpha}[family]
+
+        def write(chunk: list, values: Values) -> None:
+            for name in names:
+                self.z.write_landscape(name, chunk, values[name])
+
+        self._compute(family, names, todo, lambda items: fn(items, task), write)
+
+    def _compute(self, family: str, names: Sequence[str], todo: list, fn: Callable[[list], Values],
+                 write: Callable[[list, Values], None]) -> None:
+        """Run ``fn`` on chunks of ``todo`` (models or pairs) of at most ``max_population``, robustly,
+        and ``write`` each chunk's values as soon as it is done."""
+        tally = self.tally[family]
+        for start in range(0, len(todo), self.s.max_population):
+            chunk = todo[start:start + self.s.max_population]
+            t0 = time.perf_counter()
+            failed_before = tally.failed
+            write(chunk, _robust(fn, chunk, self._shapes(names), tally))
+            tally.computed += len(chunk) - (tally.failed - failed_before)
+            tally.seconds += time.perf_counter() - t0
+
+    def _hessian(self, ids: list[int], task: TaskData) -> Values:
+        h = self.s.hessian
+        model, layout, flat = population_of(self.z, ids, self.c)
+        out: Values = {}
+        for split, n in (("train", h.n_train), ("test", h.n_test)):
+            x, y = fixed_batch(task, split, n, h.sample_rule, h.sample_seed)
+            res = hessian_metrics(model, layout, flat, x, y, ids, iters=h.iters, tol=h.tol,
+                                  trace_vectors=h.trace_vectors, trace_tol=h.trace_tol, seed=h.seed,
+                                  batch_size=h.batch_size)
+            out[f"hessian_top_eig_{split}"] = res["top_eig"]
+            out[f"hessian_trace_{split}"] = res["trace"]
+        return out
+
+    def _alpha(self, ids: list[int], task: TaskData) -> Values:
+        a = self.s.alpha
+        arch_key = self.z.arch_of(ids)
+        flat = self.z.weights(ids, self.c)
+        per_layer = layer_alphas(self.z.layout(arch_key), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
+                                 zero_tol=a.zero_tol, farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows,
+                                 farms_windows=a.farms_windows)
+        padded = np.full((len(ids), self.n_layers), np.nan)
+        padded[:, :per_layer.shape[1]] = per_layer
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean is NaN
+            mean = np.nanmean(padded, axis=1)
+        return {"alpha": mean, "alpha_layers": padded}
+
+    # ------------------------------------------------------------------ pair families
+    def _table(self, name: str, family: str) -> dict[tuple[int, int], np.ndarray]:
+        """Stored values of pair metric ``name`` if they were computed with these settings."""
+        if name not in self.tables:
+            table: dict[tuple[int, int], np.ndarray] = {}
+            info = self.z.meta.get("pairs", {}).get(name)
+            if (info is not None and info.get("checkpoint") == self.c
+                    and info.get("settings") == to_jsonable(self.s.record(family))):
+                df = self.z.pairs(name)
+                for a, b, v in zip(df["model_a"], df["model_b"], df["value"]):
+                    table[(int(a), int(b))] = np.asarray(v, dtype=np.float64)
+            self.tables[name] = table
+        return self.tables[name]
+
+    def pairs(self, family: str, group: pd.DataFrame, task: TaskData) -> None:
+        """Compute pair family ``family`` for the cell pairs of one group (rows of the models table)
+        that have no finite value yet; write the pair tables and the per-model means."""
+        tally = self.tally[family]
+        names = PAIR_NAMES[family]
+        pairs = cell_pairs(group, self.s.pairs.max_per_cell, self.s.pairs.seed)
+        primary = self._table(names[0], family)
+        for name in names[1:]:
+            self._table(name, family)
+        todo = [p for p in pairs if p not in primary or not np.isfinite(primary[p]).all()]
+        tally.skipped += len(pairs) - len(todo)
+        fn = {"cka": self._cka, "mc": self._curve, "barrier": self._straight}[family]
+        members = sorted({i for p in pairs for i in p})
+
+        def write(chunk: list, values: Values) -> None:
+            for name in names:
+                for k, pair in enumerate(chunk):
+                    self.tables[name][pair] = np.asarray(values[name][k], dtype=np.float64)
+            self._write_pairs(family)
+            self._write_model_means(family, members)
+
+        self._compute(family, names, todo, lambda items: fn(items, task), write)
+
+    def _write_pairs(self, family: str) -> None:
+        for name in PAIR_NAMES[family]:
+            table = self.tables[name]
+            keys = sorted(table)
+            values = np.stack([table[k] for k in keys]) if keys else np.zeros((0,))
+            self.z.write_pairs(name, [k[0] for k in keys], [k[1] for k in keys], values, self.s.record(family),
+                               checkpoint=self.c, description=DESCRIPTIONS[name])
+
+    def _write_model_means(self, family: str, ids: list[int]) -> None:
+        for name in PER_MODEL_FROM_PAIRS[family]:
+            table = self.tables[name]
+            by_model: dict[int, list[float]] = {i: [] for i in ids}
+            for (a, b), v in table.items():
+                for m in (a, b):
+                    if m in by_model:
+                        by_model[m].append(float(v))
+            have = [i for i in ids if by_model[i]]
+            if have:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    means = np.array([np.nanmean(by_model[i]) for i in have])
+                self.z.write_landscape(name, have, means)
+
+    def _endpoints(self, pairs: list[tuple[int, int]]) -> tuple[PopulationModel, Any, torch.Tensor, torch.Tensor]:
+        model, layout, a = population_of(self.z, [p[0] for p in pairs], self.c)
+        b = self.z.weights([p[1] for p in pairs], self.c)
+        return model, layout, a, b
+
+    def _cka(self, pairs: list[tuple[int, int]], task: TaskData) -> Values:
+        s = self.s.cka
+        x, _ = fixed_batch(task, s.split, s.n_samples, s.sample_rule, s.sample_seed)
+        ids = sorted({i for p in pairs for i in p})
+        model, layout, flat = population_of(self.z, ids, self.c)
+        with torch.no_grad():
+            logits = model.logits(layout.unflatten(flat), x, shared=True)
+        row = {m: k for k, m in enumerate(ids)}
+        a = np.array([row[p[0]] for p in pairs])
+        b = np.array([row[p[1]] for p in pairs])
+        return {"cka": pair_cka(logits, a, b)}
+
+    def _eval_batch(self, task: TaskData) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.s.mc
+        return fixed_batch(task, m.eval_split, m.eval_samples, m.sample_rule, m.sample_seed)
+
+    def _curve(self, pairs: list[tuple[int, int]], task: TaskData) -> Values:
+        m = self.s.mc
+        model, layout, a, b = self._endpoints(pairs)
+        bend = train_bends(model, layout, a, b, task.x_train, task.y_train, pairs, epochs=m.epochs, lr=m.lr,
+                           momentum=m.momentum, weight_decay=m.weight_decay, batch_size=m.batch_size, seed=m.seed)
+        x, y = self._eval_batch(task)
+        loss, err, _ = curve_values(model, layout, a, bend, b, x, y, m.n_points)
+        return {"mc_loss": mc_from_curve(loss), "mc_error": mc_from_curve(err), "mc_loss_curve": loss,
+                "mc_error_curve": err}
+
+    def _straight(self, pairs: list[tuple[int, int]], task: TaskData) -> Values:
+        model, layout, a, b = self._endpoints(pairs)
+        x, y = self._eval_batch(task)
+        loss, err, ts = curve_values(model, layout, a, 0.5 * (a + b), b, x, y, self.s.mc.n_points)
+        return {"barrier_loss": linear_barrier(loss, ts), "barrier_error": linear_barrier(err, ts),
+                "barrier_loss_curve": loss, "barrier_error_curve": err}
+
+
+def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | str | Path | None = None, *,
+                      model_ids: Sequence[int] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Compute every enabled landscape metric of the complete (``ok``) models of ``z`` (opened with
+    ``mode="r+"``) and write them into the store; see the module docstring.
+
+    ``settings``: :class:`LandscapeSettings`, a mapping, a YAML file or None (defaults).
+    ``model_ids`` restricts the work to these models (pairs need both models among them).
+    Returns a summary: ``checkpoint``, ``checkpoint_epoch``, ``n_models`` (selected), ``n_ok``,
+    ``not_computed`` (status counts of the others), per family ``computed``/``skipped``/``failed``
+    (models, or pairs for ``cka``/``mc``/``barrier``) with the first errors and seconds, ``notes``.
+    """
+    s = load_settings(settings)
+    if not s.enabled or not s.metrics:
+        return {"enabled": False, "metrics": {}, "notes": ["landscape metrics are switched off in the settings"]}
+    if not z.writable:
+        raise ZooError(f"{z.path} is open read-only; open it with zoo.open(path, mode='r+') to write landscape metrics")
+    start = time.perf_counter()
+    c = z.checkpoint_index(s.checkpoint)
+    planned = z._planned
+    status = z.status_codes()
+    if model_ids is None:
+        selected = planned["model_id"].to_numpy()
+    else:
+        selected = np.unique(np.asarray(list(model_ids), dtype=np.int64))
+        bad = [int(i) for i in selected if not 0 <= i < z.n_models]
+        if bad:
+            raise ZooError(f"{z.path}: no models {bad[:5]} (model ids are 0..{z.n_models - 1})")
+    ok = [int(i) for i in selected if status[i] == STATUS_CODES["ok"]]
+    not_ok: dict[str, int] = {}
+    for i in selected:
+        if status[i] != STATUS_CODES["ok"]:
+            name = STATUS_NAMES.get(int(status[i]), "unknown")
+            not_ok[name] = not_ok.get(name, 0) + 1
+    notes: list[str] = []
+    pair_families = [f for f in s.metrics if f in PAIR_FAMILIES]
+    if pair_families and "grid_cell" not in planned.columns:
+        notes.append(f"no 'grid_cell' column in the models table: pair metrics {pair_families} skipped")
+        pair_families = []
+
+    bar = tqdm(total=len(ok), desc="landscape metrics", unit="model", disable=not progress or not ok)
+    run = _Run(z, s, c)
+    run.declare()
+    tasks: dict[str, TaskData] = {}
+    threads = torch.get_num_threads()
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    try:
+        rows = planned[planned["model_id"].isin(ok)]
+        for (arch_key, task_key), group in rows.groupby(["arch_key", "task"], sort=True):
+            if task_key not in tasks:
+                tasks[task_key] = build_task(z.tasks[task_key])
+            ids = sorted(int(i) for i in group["model_id"])
+            for family in s.metrics:
+                bar.set_postfix_str(f"{arch_key}: {family}")
+                if family in ("hessian", "alpha"):
+                    run.per_model(family, ids, tasks[task_key])
+                elif family in pair_families:
+                    run.pairs(family, group, tasks[task_key])
+            bar.update(len(ids))
+    finally:
+        bar.close()
+        torch.set_num_threads(threads)
+    return {
+        "enabled": True,
+        "checkpoint": c,
+        "checkpoint_epoch": z.checkpoint_epochs[c],
+        "n_models": int(len(selected)),
+        "n_ok": len(ok),
+        "not_computed": not_ok,
+        "metrics": {f: run.tally[f].as_dict("pairs" if f in PAIR_FAMILIES else "models") for f in s.metrics},
+        "notes": notes,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
