@@ -63,6 +63,9 @@ class PhaseRule:
     ``train_loss_fraction_of_chance * ln(n_classes)`` (chance-level cross-entropy), resolved per zoo.
     ``hessian_large``: a cell's mean ``hessian_metric`` above it is "large"; ``None`` means an Otsu
     split of the cells' log10 values (the threshold that best separates two groups), resolved per zoo.
+    ``mc_metric``: mode connectivity of the error (default; a fraction of samples, bounded and blind to
+    the logit scale of confident networks) or of the loss (``mc_loss``, where the barrier between two
+    memorising networks grows with their logit scale; use a relative tolerance with it).
     ``mc``: |mc| <= ``mc_tolerance_abs + mc_tolerance_rel * train loss`` is "zero". ``cka_high``: a
     cell's mean CKA at or above it is "high".
     """
@@ -71,9 +74,9 @@ class PhaseRule:
     train_loss_fraction_of_chance: float = 0.1
     hessian_metric: str = "hessian_trace_train"
     hessian_large: float | None = None
-    mc_metric: str = "mc_loss"
-    mc_tolerance_abs: float = 0.02
-    mc_tolerance_rel: float = 0.1
+    mc_metric: str = "mc_error"
+    mc_tolerance_abs: float = 0.03
+    mc_tolerance_rel: float = 0.0
     cka_metric: str = "cka"
     cka_high: float = 0.9
     weights: dict[str, float] = field(default_factory=lambda: {"train_loss": 4.0, "mc": 2.0, "hessian": 1.0,

@@ -52,6 +52,7 @@ STANDARD_PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("hessian_trace_train", "hessian_trace.png", "Hessian trace (train samples)",
               "log10 Hessian trace", "inferno", _log10),
     PanelSpec("mc_loss", "mode_connectivity.png", "mode connectivity (loss)", "mc (loss)", "coolwarm"),
+    PanelSpec("mc_error", "mode_connectivity_error.png", "mode connectivity (error)", "mc (error)", "coolwarm"),
     PanelSpec("cka", "cka.png", "CKA similarity between seeds", "linear CKA", "cividis"),
     PanelSpec("alpha", "alpha.png", "heavy-tail exponent alpha (mean over layers)", "alpha", "plasma"),
 )

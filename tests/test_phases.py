@@ -97,7 +97,7 @@ def labelled_copy(tiny_zoo_path, tmp_path):
     hess = {0: 50.0, 1: 40.0, 2: 2.0, 3: 1.0}
     mc = {0: -1.0, 1: 0.5, 2: -1.0, 3: 0.0}
     cka = {0: 0.3, 1: 0.3, 2: 0.3, 3: 0.95}
-    for name, values in (("hessian_trace_train", hess), ("mc_loss", mc), ("cka", cka)):
+    for name, values in (("hessian_trace_train", hess), ("mc_error", mc), ("cka", cka)):
         z.declare_landscape(name, {"synthetic": True})
         z.write_landscape(name, m["model_id"].tolist(), np.array([values[c] for c in m["grid_cell"]]))
     cell_loss = m.groupby("grid_cell")["train_loss"].mean()
@@ -154,9 +154,9 @@ def test_phases_and_plot_commands(labelled_copy, tmp_path):
     r = _cli("plot", str(z.path), "--out", str(tmp_path / "plots"))
     assert r.returncode == 0, r.stderr
     names = {p.name for p in (tmp_path / "plots").iterdir()}
-    assert {"test_acc.png", "train_loss.png", "hessian_trace.png", "mode_connectivity.png", "cka.png",
+    assert {"test_acc.png", "train_loss.png", "hessian_trace.png", "mode_connectivity_error.png", "cka.png",
             "phases.png", "phase_diagram.png"} <= names
-    assert "skipped alpha" in r.stdout
+    assert "skipped alpha" in r.stdout and "skipped mc_loss" in r.stdout
     r = _cli("phases", str(z.path), "--rule", str(tmp_path / "missing.yaml"))
     assert r.returncode == 2 and "does not exist" in r.stderr
 
