@@ -28,6 +28,7 @@ from zoo.layout import ParamEntry, ParamLayout, PermAxis
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.dataset import ZooDataset, norm_stats
 from zoo.tasks import TaskData, build_task, task_sources
+from zoo.trees import class_multi_hot
 
 open = open_zoo  # noqa: A001 - the public name is zoo.open(path)
 
@@ -36,5 +37,5 @@ __all__ = [
     "PermAxis", "architecture_names", "build_architecture", "layout_of", "load_flat_weights",
     "register_architecture", "ZooError", "NotAZooError", "FormatVersionError", "CorruptChunkError",
     "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "norm_stats", "TaskData",
-    "build_task", "task_sources",
+    "build_task", "task_sources", "class_multi_hot",
 ]
