@@ -67,7 +67,8 @@ class ZooPlan:
 class TrainingJob:
     """One population's training, built from the store: ``tasks[j]`` and ``start_weights[j]``
     (``[P, n_params]``, None for seeded initialisation) belong to ``members[j]``; ``blocked`` maps models
-    that cannot train (e.g. a child whose parent failed) to the reason, recorded as their error."""
+    that cannot train (e.g. a child whose parent failed) to the reason, recorded as their error. Models
+    of the population in neither ``model_ids`` nor ``blocked`` are left ``pending``."""
 
     config: PopulationConfig
     model_ids: list[int]

@@ -4,7 +4,8 @@ Bases of one architecture, batch size and optimiser train as one population. Chi
 one architecture that share batch size and optimiser (name, betas, eps) train as one population too:
 each member fine-tunes from its parent's final weights (read from the store, so stage 1 can run in
 any process once stage 0 is written) on its own derived task. A child whose parent is not ``ok``
-(diverged or failed) cannot start and is marked ``failed`` with the reason.
+(diverged or failed) cannot start and is marked ``failed`` with the reason; one whose parent is still
+``pending`` (only stage 1 asked for) is left ``pending``.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def tree_job(z: Zoo, spec: ModelTreeSpec, model_ids: Sequence[int], tasks: TaskC
         if status == STATUS_CODES["ok"]:
             ids.append(int(mid))
             trainable.append(r)
-        else:
+        elif status != STATUS_CODES["pending"]:  # a child of a pending parent stays pending for a later run
             blocked[int(mid)] = (f"parent model {int(r['parent_id'])} is {STATUS_NAMES[status]}; a child starts from "
                                  "its parent's final weights, so it cannot be fine-tuned")
     if not ids:

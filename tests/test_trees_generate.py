@@ -1,11 +1,8 @@
 """Generating model-tree zoos: table, parents and task vectors, rebuilt tasks, splits, summaries, resume."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ import torch
 import yaml
 
 import zoo
+from kill_helpers import generate_and_kill
 from generators.driver import generate
 from generators.report import print_summary
 from generators.spec import load_spec
@@ -154,6 +152,8 @@ def test_children_of_a_diverged_base_are_failed_with_the_reason(tmp_path):
 def test_bases_then_children_resume_to_the_same_zoo(tmp_path, tree_path):
     ref = zoo.open(tree_path)
     target = tmp_path / "staged.zarr"
+    z = generate("tree_quick", target, progress=False, stages=[1])  # children before their parents: stay pending
+    assert (z.status_codes() == STATUS_CODES["pending"]).all()
     z = generate("tree_quick", target, progress=False, stages=[0])
     status = z.status_codes()
     assert (status[:2] == STATUS_CODES["ok"]).all() and (status[2:] == STATUS_CODES["pending"]).all()
@@ -195,19 +195,7 @@ def test_killed_tree_generation_resumes_to_the_same_zoo(tmp_path, kill_after, on
     kill_at = 1 if kill_after == "a base" else n_bases + 2
 
     target = tmp_path / "killed.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out", str(target),
-                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    status_dir = target / "results" / "status" / "c"
-    done_at_kill = None
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        done = len(os.listdir(status_dir)) if status_dir.exists() else 0
-        if done >= kill_at:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            done_at_kill = done
-            break
-        time.sleep(0.005)
+    done_at_kill = generate_and_kill(spec_file, target, at_least=kill_at)
     assert done_at_kill is not None and done_at_kill < n, "generation finished before it could be killed"
     partial = zoo.open(target).status_codes()
     assert 0 < (partial != STATUS_CODES["pending"]).sum() < n

@@ -49,12 +49,12 @@ CASES = [
 
 @pytest.mark.parametrize("arch,cfg,opt,tol", CASES)
 def test_children_fine_tuned_in_a_population_equal_children_fine_tuned_alone(arch, cfg, opt, tol):
-    parent_task = _task(150, seed=0)
-    config = PopulationConfig(arch, cfg, optimizer=opt, batch_size=16, epochs=3, checkpoint_epochs=(0, 1, 3),
+    parent_task = _task(100, seed=0)
+    config = PopulationConfig(arch, cfg, optimizer=opt, batch_size=16, epochs=2, checkpoint_epochs=(0, 1, 2),
                               schedule="cosine")
     parents = train_population(config, [Member(0, 1, 0.05), Member(1, 2, 0.05)], parent_task).weights[:, -1]
     # class-subset children have fewer examples (ragged batches), the others as many as their parent
-    tasks = [_task(70, seed=3, classes=[0, 2, 5]), _task(150, seed=4), _task(33, seed=5, classes=[1, 4]), parent_task]
+    tasks = [_task(70, seed=3, classes=[0, 2, 5]), _task(100, seed=4), _task(33, seed=5, classes=[1, 4]), parent_task]
     members = [Member(0, 100 + i, lr=0.01 * (i + 1), weight_decay=1e-3 * i, momentum=0.8) for i in range(4)]
     start = parents[[0, 0, 1, 1]]
     pop = train_population(config, members, tasks, start_weights=start)
