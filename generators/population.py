@@ -267,9 +267,12 @@ def _update(config: PopulationConfig, k: str, p: torch.Tensor, g: torch.Tensor, 
 
 def _optimizer_step(config: PopulationConfig, params: Mapping[str, torch.Tensor], grads: Sequence[torch.Tensor],
                     state1: dict, state2: dict, lr: _Hyper, wd: _Hyper, mom: _Hyper, factor: float,
-                    steps: torch.Tensor) -> None:
-    """Update every stacked parameter in place; ``steps [P]`` are the members' step counts after this step."""
-    step: int | torch.Tensor = int(steps[0]) if bool((steps == steps[0]).all()) else steps
+                    steps: int | torch.Tensor) -> None:
+    """Update every stacked parameter in place; ``steps`` is the members' step count after this step
+    (an int, or ``[P]`` when they differ)."""
+    step = steps
+    if isinstance(steps, torch.Tensor) and config.optimizer != "sgd" and bool((steps == steps[0]).all()):
+        step = int(steps[0])
     with torch.no_grad():
         for k, g in zip(params, grads):
             _update(config, k, params[k], g, state1, state2, lr, wd, mom, factor, step)
@@ -312,7 +315,8 @@ def train_population(
     mom = _Hyper([m.momentum for m in members], params)
     state1 = {k: torch.zeros_like(v) for k, v in params.items()}
     state2 = {k: torch.zeros_like(v) for k, v in params.items()} if config.optimizer != "sgd" else {}
-    steps = torch.zeros(P, dtype=torch.long)
+    steps = torch.zeros(P, dtype=torch.long)  # per-member optimiser steps (they differ for ragged data)
+    step = 0  # the shared count while every member has taken every step (equal training sets)
 
     ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
     weights = torch.empty(P, len(ckpts), model.layout.n_params)
@@ -339,6 +343,10 @@ def train_population(
                 loss, grads = model.loss_and_grads(xb, yb)
                 epoch_loss += loss.double()
                 n_batches += 1
+                if data.equal_sizes:
+                    step += 1
+                    _optimizer_step(config, params, grads, state1, state2, lr, wd, mom, factor, step)
+                    continue
                 steps += 1
                 _optimizer_step(config, params, grads, state1, state2, lr, wd, mom, factor, steps)
                 continue
