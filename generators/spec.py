@@ -4,9 +4,7 @@
 :class:`PhaseGridSpec`) or ``model_tree`` (:mod:`generators.tree_spec`). The field parsers below
 (optimiser, schedule, checkpoints, architecture, seeds) are shared by every kind.
 
-A phase grid:
-
-Example::
+A phase grid, for example::
 
     name: demo
     task: {source: mnist1d}
@@ -85,7 +83,7 @@ class PhaseGridSpec:
         return "phase_grid"
 
 
-#: Spec kinds and the function validating each (``(spec dict, source) -> spec object``).
+#: The spec kinds :func:`load_spec` understands.
 SPEC_KINDS = ("phase_grid", "model_tree")
 
 
@@ -134,7 +132,8 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> Any:
 
 
 def number(value: Any, name: str, source: str | None, *, integer: bool = False, positive: bool = False,
-            minimum: float | None = None) -> float | int:
+           minimum: float | None = None) -> float | int:
+    """``value`` checked as a (finite, optionally integer, positive or bounded) number; errors name ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(name, f"expected a number, got {value!r}", source)
     if integer and not float(value).is_integer():
@@ -148,12 +147,12 @@ def number(value: Any, name: str, source: str | None, *, integer: bool = False, 
     return int(value) if integer else float(value)
 
 
-def _mapping(spec: Mapping, key: str, source: str | None, default: Any = None, prefix: str = "") -> dict:
+def _mapping(spec: Mapping, key: str, source: str | None, default: Any = None) -> dict:
     value = spec.get(key, default)
     if value is None:
-        raise _fail(prefix + key, "is required", source)
+        raise _fail(key, "is required", source)
     if not isinstance(value, Mapping):
-        raise _fail(prefix + key, f"expected a mapping, got {value!r}", source)
+        raise _fail(key, f"expected a mapping, got {value!r}", source)
     return dict(value)
 
 
