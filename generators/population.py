@@ -317,6 +317,7 @@ def train_population(
     state2 = {k: torch.zeros_like(v) for k, v in params.items()} if config.optimizer != "sgd" else {}
     steps = torch.zeros(P, dtype=torch.long)  # per-member optimiser steps (they differ for ragged data)
     step = 0  # the shared count while every member has taken every step (equal training sets)
+    sub_hypers: dict[tuple, tuple[_Hyper, _Hyper, _Hyper]] = {}
 
     ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
     weights = torch.empty(P, len(ckpts), model.layout.n_params)
@@ -358,8 +359,10 @@ def train_population(
             epoch_loss[sel] += loss.double()
             n_batches[sel] += 1
             steps[sel] += 1
-            _optimizer_step(config, sub, grads, sub1, sub2, lr.subset(sel, sub), wd.subset(sel, sub),
-                            mom.subset(sel, sub), factor, steps[sel])
+            key = tuple(sel.tolist())
+            if key not in sub_hypers:  # the same subsets recur every epoch
+                sub_hypers[key] = tuple(h.subset(sel, sub) for h in (lr, wd, mom))
+            _optimizer_step(config, sub, grads, sub1, sub2, *sub_hypers[key], factor, steps[sel])
             for full, part in ((params, sub), (state1, sub1), (state2, sub2)):
                 for k, v in part.items():
                     full[k][sel] = v

@@ -10,7 +10,7 @@ permutations, a third input corruptions -- from the parent's final weights. Time
   per-member data.
 
 Checkpoint evaluation is off (initial and final weights only), so the timings are the training; each
-timing is the best of ``--repeats`` runs.
+timing is the best of ``--repeats`` runs, with ``--threads`` torch threads (default 1).
 
     python scripts/bench_tree_population.py            # widths 16 and 64, P=48, 4 epochs
     python scripts/bench_tree_population.py --quick    # smaller, for a smoke test
@@ -110,9 +110,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--baseline-models", type=int, default=6, help="children the loop baseline times (then scaled)")
     ap.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: least disturbed by other load)")
     ap.add_argument("--quick", action="store_true", help="P=12, 1 epoch, width 16, 1 run")
     ap.add_argument("--out", default="benchmarks/results/tree_population.json")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.quick:
         args.widths, args.population, args.epochs, args.baseline_models, args.repeats = [16], 12, 1, 3, 1
     results = run(args.widths, args.population, args.epochs, args.baseline_models, args.batch_size, args.repeats)
