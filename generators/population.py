@@ -7,6 +7,10 @@ mini-batch (its data-order seed decides the order), computes the logits of the w
 learning rate, weight decay and momentum. Members are independent: every model ends with the weights
 it would have had if trained alone (:func:`train_single` is that reference).
 
+Members start from their seeded initialisation or, for fine-tuning (model-tree children), from given
+flat weights (``start_weights``), and train on one shared task or on one task each
+(:class:`generators.member_data.MemberData`).
+
 Relies on PyTorch (``torch.func``) only.
 """
 
@@ -23,9 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from zoo.architectures import build_architecture, layout_of
-from zoo.errors import SpecError
+from zoo.architectures import build_architecture, layout_of, load_flat_weights
+from zoo.errors import ArchitectureMismatchError, SpecError
 from zoo.tasks import TaskData
+
+from generators.member_data import MemberData
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -112,15 +118,27 @@ def _metrics(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 class PopulationModel:
-    """Stacked parameters of P members and a function computing their logits at once."""
+    """Stacked parameters of P members and a function computing their logits at once.
 
-    def __init__(self, modules: Sequence[torch.nn.Module]) -> None:
+    ``modules`` are the members' initialised modules, or, with ``start_weights [P, n_params]``, one
+    template module whose architecture every member shares and whose parameters are replaced.
+    """
+
+    def __init__(self, modules: Sequence[torch.nn.Module], start_weights: torch.Tensor | None = None) -> None:
         self.template = modules[0]
         self.layout = layout_of(self.template)
-        named = [dict(m.named_parameters()) for m in modules]
-        self.params = {
-            name: torch.stack([n[name].detach() for n in named]).contiguous() for name in self.layout.names
-        }
+        if start_weights is not None:
+            if start_weights.dim() != 2 or start_weights.shape[1] != self.layout.n_params:
+                raise ArchitectureMismatchError(
+                    f"start_weights of shape {list(start_weights.shape)} do not fit {type(self.template).__name__}: "
+                    f"expected [members, {self.layout.n_params}]")
+            flat = start_weights.detach().to(torch.float32)
+            self.params = {k: v.clone().contiguous() for k, v in self.layout.unflatten(flat).items()}
+        else:
+            named = [dict(m.named_parameters()) for m in modules]
+            self.params = {
+                name: torch.stack([n[name].detach() for n in named]).contiguous() for name in self.layout.names
+            }
         self.fast = hasattr(self.template, "population_forward")
         self.fast_shared = self.fast and "shared" in inspect.signature(self.template.population_forward).parameters
         self.manual = bool(getattr(self.template, "manual_backward", False))
@@ -136,16 +154,19 @@ class PopulationModel:
         fn = lambda prm, inp: functional_call(self.template, prm, (inp,))  # noqa: E731
         return vmap(fn, in_dims=(0, None if shared else 0))(dict(params), x)
 
-    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Mean cross-entropy ``[P]`` of every member on its own batch (``x [P, B, ...]``, ``y [P, B]``)
         and the gradients of the parameters, in layout order. Uses the architecture's hand-written
-        backward when it has one, else autograd."""
+        backward when it has one, else autograd. ``params`` (default: all members' ``self.params``)
+        may be the stacked parameters of a subset of the members."""
         names = self.layout.names
+        params = self.params if params is None else params
         if self.manual:
             with torch.no_grad():
-                loss, grads = self.template.population_loss_and_grads(self.params, x, y)
+                loss, grads = self.template.population_loss_and_grads(params, x, y)
             return loss, [grads[k] for k in names]
-        leaves = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         logits = self.logits(leaves, x, shared=False)
         p, b = y.shape
         loss = F.cross_entropy(logits.reshape(p * b, -1), y.reshape(-1), reduction="none").view(p, b).mean(1)
@@ -157,18 +178,23 @@ class PopulationModel:
         return self.layout.flatten(self.params, batch_dims=1)
 
 
-def _evaluate(model: PopulationModel, task: TaskData, eval_batch: int) -> dict[str, np.ndarray]:
-    out = {}
+def _evaluate(model: PopulationModel, data: MemberData, eval_batch: int) -> dict[str, np.ndarray]:
+    """Loss and accuracy ``[P]`` of every member on the train and test split of its own task."""
+    out = {f"{split}_{m}": np.full(data.n_members, np.nan, dtype=np.float32)
+           for split in ("train", "test") for m in ("loss", "acc")}
+    whole = len(data.groups) == 1
     with torch.no_grad():
-        for split in ("train", "test"):
-            x, y = task.split(split)
-            loss_sum, correct = 0.0, 0
-            for i in range(0, len(y), eval_batch):
-                l, c = _metrics(model.logits(model.params, x[i:i + eval_batch], shared=True), y[i:i + eval_batch])
-                loss_sum = loss_sum + l
-                correct = correct + c
-            out[f"{split}_loss"] = (loss_sum / len(y)).numpy().astype(np.float32)
-            out[f"{split}_acc"] = (correct.double() / len(y)).numpy().astype(np.float32)
+        for task, members in data.groups:
+            params = model.params if whole else {k: v[members] for k, v in model.params.items()}
+            for split in ("train", "test"):
+                x, y = task.split(split)
+                loss_sum, correct = 0.0, 0
+                for i in range(0, len(y), eval_batch):
+                    l, c = _metrics(model.logits(params, x[i:i + eval_batch], shared=True), y[i:i + eval_batch])
+                    loss_sum = loss_sum + l
+                    correct = correct + c
+                out[f"{split}_loss"][members.numpy()] = (loss_sum / len(y)).numpy()
+                out[f"{split}_acc"][members.numpy()] = (correct.double() / len(y)).numpy()
     return out
 
 
@@ -177,6 +203,7 @@ class _Hyper:
     updates), else ``[P, 1, ..., 1]`` tensors that broadcast against each stacked parameter."""
 
     def __init__(self, values: Sequence[float], params: Mapping[str, torch.Tensor]) -> None:
+        self.values = [float(v) for v in values]
         self.uniform = len(set(values)) == 1
         self.scalar = float(values[0])
         self.any = any(v != 0 for v in values)
@@ -186,10 +213,23 @@ class _Hyper:
     def mul(self, key: str, factor: float = 1.0) -> float | torch.Tensor:
         return self.scalar * factor if self.uniform else self.tensors[key] * factor
 
+    def subset(self, members: torch.Tensor, params: Mapping[str, torch.Tensor]) -> "_Hyper":
+        """The hyperparameter of the members ``members [n_sel]`` (``params``: their stacked parameters)."""
+        return _Hyper([self.values[j] for j in members.tolist()], params)
+
+
+def _per_member(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``value [P]`` shaped ``[P, 1, ..., 1]`` to broadcast against the stacked parameter ``like``."""
+    return value.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
 
 def _update(config: PopulationConfig, k: str, p: torch.Tensor, g: torch.Tensor, state1: dict, state2: dict,
-            lr: _Hyper, wd: _Hyper, mom: _Hyper, factor: float, step: int) -> None:
-    """One optimiser step for stacked parameter ``k`` in place (``torch.optim`` semantics)."""
+            lr: _Hyper, wd: _Hyper, mom: _Hyper, factor: float, step: int | torch.Tensor) -> None:
+    """One optimiser step for stacked parameter ``k`` in place (``torch.optim`` semantics).
+
+    ``step`` is the optimiser step count (Adam's bias correction): an int shared by all members, or
+    ``[P]`` when members took different numbers of steps (training sets of different sizes).
+    """
     if config.optimizer == "sgd":
         if wd.any:  # coupled L2: d = g + wd * p
             g = g.add_(p, alpha=wd.scalar) if wd.uniform else g.addcmul_(wd.tensors[k], p)
@@ -212,6 +252,11 @@ def _update(config: PopulationConfig, k: str, p: torch.Tensor, g: torch.Tensor, 
         g = g.add_(p, alpha=wd.scalar) if wd.uniform else g.addcmul_(wd.tensors[k], p)
     state1[k].lerp_(g, 1 - beta1)
     state2[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    if isinstance(step, torch.Tensor):
+        steps = step.double()
+        denom = (state2[k].sqrt() / _per_member((1 - beta2 ** steps).sqrt(), p)).add_(config.eps)
+        p.sub_(step_lr / _per_member(1 - beta1 ** steps, p) * state1[k] / denom)
+        return
     denom = (state2[k].sqrt() / math.sqrt(1 - beta2 ** step)).add_(config.eps)
     step_size = step_lr / (1 - beta1 ** step)
     if lr.uniform:
@@ -220,22 +265,49 @@ def _update(config: PopulationConfig, k: str, p: torch.Tensor, g: torch.Tensor, 
         p.sub_(step_size * state1[k] / denom)
 
 
+def _optimizer_step(config: PopulationConfig, params: Mapping[str, torch.Tensor], grads: Sequence[torch.Tensor],
+                    state1: dict, state2: dict, lr: _Hyper, wd: _Hyper, mom: _Hyper, factor: float,
+                    steps: int | torch.Tensor) -> None:
+    """Update every stacked parameter in place; ``steps`` is the members' step count after this step
+    (an int, or ``[P]`` when they differ)."""
+    step = steps
+    if isinstance(steps, torch.Tensor) and config.optimizer != "sgd" and bool((steps == steps[0]).all()):
+        step = int(steps[0])
+    with torch.no_grad():
+        for k, g in zip(params, grads):
+            _update(config, k, params[k], g, state1, state2, lr, wd, mom, factor, step)
+
+
 def train_population(
     config: PopulationConfig,
     members: Sequence[Member],
-    task: TaskData,
+    task: TaskData | Sequence[TaskData],
     on_epoch: Callable[[int], None] | None = None,
+    *,
+    start_weights: torch.Tensor | None = None,
 ) -> PopulationResult:
-    """Train all ``members`` together; see the module docstring."""
+    """Train all ``members`` together; see the module docstring.
+
+    ``task`` is the task of every member, or a sequence with one task per member (same input shape and
+    label space; pass the same object to members that share a task). ``start_weights [P, n_params]``
+    replaces the seeded initialisation (fine-tuning): checkpoint epoch 0 then holds exactly these weights.
+    """
     if not members:
         raise ValueError("train_population needs at least one member")
+    tasks = [task] * len(members) if isinstance(task, TaskData) else list(task)
+    if len(tasks) != len(members):
+        raise ValueError(f"train_population: {len(tasks)} tasks for {len(members)} members")
     start = time.perf_counter()
-    model = PopulationModel([init_model(config, task, m.init_seed) for m in members])
+    data = MemberData(tasks)
+    if start_weights is None:
+        model = PopulationModel([init_model(config, tasks[0], m.init_seed) for m in members])
+    else:
+        if start_weights.shape[0] != len(members):
+            raise ValueError(f"train_population: start_weights for {start_weights.shape[0]} models, "
+                             f"{len(members)} members")
+        model = PopulationModel([init_model(config, tasks[0], members[0].init_seed)], start_weights)
     params = model.params
-    names = list(params)
     P = len(members)
-    x_train, y_train = task.x_train, task.y_train
-    n = len(y_train)
     gens = [torch.Generator().manual_seed(int(m.data_seed)) for m in members]
 
     lr = _Hyper([m.lr for m in members], params)
@@ -243,7 +315,9 @@ def train_population(
     mom = _Hyper([m.momentum for m in members], params)
     state1 = {k: torch.zeros_like(v) for k, v in params.items()}
     state2 = {k: torch.zeros_like(v) for k, v in params.items()} if config.optimizer != "sgd" else {}
-    step = 0
+    steps = torch.zeros(P, dtype=torch.long)  # per-member optimiser steps (they differ for ragged data)
+    step = 0  # the shared count while every member has taken every step (equal training sets)
+    sub_hypers: dict[tuple, tuple[_Hyper, _Hyper, _Hyper]] = {}
 
     ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
     weights = torch.empty(P, len(ckpts), model.layout.n_params)
@@ -255,26 +329,44 @@ def train_population(
         if epoch in ckpts:
             c = ckpts.index(epoch)
             weights[:, c] = model.flat()
-            for name, values in _evaluate(model, task, config.eval_batch).items():
+            for name, values in _evaluate(model, data, config.eval_batch).items():
                 metrics.setdefault(name, np.full((P, len(ckpts)), np.nan, dtype=np.float32))[:, c] = values
 
     checkpoint(0)
     for epoch in range(config.epochs):
         factor = config.lr_factor(epoch)
-        perms = torch.stack([torch.randperm(n, generator=g) for g in gens])  # [P, n]
+        orders = data.epoch_orders(gens)
         epoch_loss = torch.zeros(P, dtype=torch.float64)
-        n_batches = 0
-        for i in range(0, n, config.batch_size):
-            idx = perms[:, i:i + config.batch_size]
-            xb, yb = x_train[idx], y_train[idx]  # [P, B, ...], [P, B]
-            loss, grads = model.loss_and_grads(xb, yb)
-            epoch_loss += loss.double()
-            n_batches += 1
-            step += 1
-            with torch.no_grad():
-                for k, g in zip(names, grads):
-                    _update(config, k, params[k], g, state1, state2, lr, wd, mom, factor, step)
-        mean_loss = (epoch_loss / max(n_batches, 1)).numpy()
+        n_batches = torch.zeros(P, dtype=torch.float64)
+        for sel, idx in data.batches(orders, config.batch_size):
+            xb, yb = data.x[idx], data.y[idx]  # [P, B, ...], [P, B]
+            if sel is None:
+                loss, grads = model.loss_and_grads(xb, yb)
+                epoch_loss += loss.double()
+                n_batches += 1
+                if data.equal_sizes:
+                    step += 1
+                    _optimizer_step(config, params, grads, state1, state2, lr, wd, mom, factor, step)
+                    continue
+                steps += 1
+                _optimizer_step(config, params, grads, state1, state2, lr, wd, mom, factor, steps)
+                continue
+            # members whose next batch is this long step alone: update their rows, then write them back
+            sub = {k: v[sel] for k, v in params.items()}
+            sub1 = {k: v[sel] for k, v in state1.items()}
+            sub2 = {k: v[sel] for k, v in state2.items()}
+            loss, grads = model.loss_and_grads(xb, yb, sub)
+            epoch_loss[sel] += loss.double()
+            n_batches[sel] += 1
+            steps[sel] += 1
+            key = tuple(sel.tolist())
+            if key not in sub_hypers:  # the same subsets recur every epoch
+                sub_hypers[key] = tuple(h.subset(sel, sub) for h in (lr, wd, mom))
+            _optimizer_step(config, sub, grads, sub1, sub2, *sub_hypers[key], factor, steps[sel])
+            for full, part in ((params, sub), (state1, sub1), (state2, sub2)):
+                for k, v in part.items():
+                    full[k][sel] = v
+        mean_loss = (epoch_loss / n_batches.clamp(min=1)).numpy()
         curve[:, epoch] = mean_loss
         bad = (~np.isfinite(mean_loss) | (mean_loss > config.divergence_loss)) & (diverged < 0)
         diverged[bad] = epoch + 1
@@ -284,13 +376,17 @@ def train_population(
     return PopulationResult(weights, metrics, curve, diverged, time.perf_counter() - start)
 
 
-def train_single(config: PopulationConfig, member: Member, task: TaskData) -> PopulationResult:
+def train_single(config: PopulationConfig, member: Member, task: TaskData,
+                 start_weights: torch.Tensor | None = None) -> PopulationResult:
     """Reference and baseline: one model trained alone with a plain ``torch.optim`` loop.
 
-    Same seeds, data order, optimiser semantics and schedule as :func:`train_population`.
+    Same seeds, data order, optimiser semantics and schedule as :func:`train_population`;
+    ``start_weights [n_params]`` replaces the seeded initialisation (fine-tuning).
     """
     start = time.perf_counter()
     module = init_model(config, task, member.init_seed)
+    if start_weights is not None:
+        load_flat_weights(module, start_weights.detach().to(torch.float32), where="train_single start_weights")
     layout = layout_of(module)
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(module.parameters(), lr=member.lr, momentum=member.momentum,

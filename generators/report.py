@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -12,13 +13,19 @@ from generators.grid_table import cell_table, grid_axes
 
 
 def print_summary(z: Zoo, console: Console | None = None) -> None:
-    """Status counts and, for a phase grid, final test accuracy per cell (mean over seeds)."""
+    """Status counts, then per kind: a phase grid's final test accuracy per cell (mean over seeds), a
+    model tree's bases with their children per family and mean child test accuracy."""
     console = console or Console()
     counts = z.status_counts()
     console.print(f"[bold]{z.path}[/bold]: {z.n_models} models, status {counts}, "
                   f"checkpoints at epochs {z.checkpoint_epochs}")
-    if "grid" not in z.meta:
-        return
+    if "grid" in z.meta:
+        console.print(_grid_table(z))
+    if "tree" in z.meta:
+        console.print(tree_table(z.models, list(z.meta["tree"]["families"])))
+
+
+def _grid_table(z: Zoo) -> Table:
     load, temp = grid_axes(z)
     models = z.models
     acc = cell_table(z, "test_acc", models)
@@ -32,7 +39,30 @@ def print_summary(z: Zoo, console: Console | None = None) -> None:
         for j in range(len(temp["values"])):
             cells.append("-" if np.isnan(acc[i, j]) else f"{acc[i, j]:.3f} (n={int(n[i, j])})")
         table.add_row(str(lv), *cells)
-    console.print(table)
+    return table
+
+
+def _mean_acc(children: pd.DataFrame) -> str:
+    """``"<n done>/<n> <mean test accuracy>"`` of the complete models among ``children``."""
+    done = children[children["status"].isin(["ok", "diverged"])]
+    acc = done["test_acc"].to_numpy(dtype=float)
+    mean = f"{np.nanmean(acc):.3f}" if np.isfinite(acc).any() else "-"
+    return f"{len(done)}/{len(children)}  {mean}"
+
+
+def tree_table(models: pd.DataFrame, families: list[str]) -> Table:
+    """One row per base: architecture, seed, its own final test accuracy, then per family and over all
+    children the number of complete children / planned children and their mean final test accuracy."""
+    table = Table(title="model tree: final test accuracy of each base and of its children (done/planned  mean)")
+    for col in ("base", "architecture", "seed", "status", "base acc", *families, "all children"):
+        table.add_column(col, justify="right")
+    children = models[models["tree_role"] == "child"]
+    for _, base in models[models["tree_role"] == "base"].iterrows():
+        mine = children[children["parent_id"] == base["model_id"]]
+        acc = f"{base['test_acc']:.3f}" if np.isfinite(base["test_acc"]) else "-"
+        table.add_row(str(base["model_id"]), str(base["architecture"]), str(base["init_seed"]), str(base["status"]),
+                      acc, *(_mean_acc(mine[mine["derivation"] == f]) for f in families), _mean_acc(mine))
+    return table
 
 
 def print_phase_table(z: Zoo, cells, console: Console | None = None) -> None:

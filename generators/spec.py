@@ -1,6 +1,10 @@
-"""Phase-grid specs: a YAML file that says which population to train (format in ``docs/SPECS.md``).
+"""Generation specs: a YAML file that says which zoo to train (format in ``docs/SPECS.md``).
 
-Example::
+:func:`load_spec` reads any spec and dispatches on its ``kind``: ``phase_grid`` (this module,
+:class:`PhaseGridSpec`) or ``model_tree`` (:mod:`generators.tree_spec`). The field parsers below
+(optimiser, schedule, checkpoints, architecture, seeds) are shared by every kind.
+
+A phase grid, for example::
 
     name: demo
     task: {source: mnist1d}
@@ -74,6 +78,14 @@ class PhaseGridSpec:
     def spec_hash(self) -> str:
         return short_hash(self.raw, 16)
 
+    @property
+    def kind(self) -> str:
+        return "phase_grid"
+
+
+#: The spec kinds :func:`load_spec` understands.
+SPEC_KINDS = ("phase_grid", "model_tree")
+
 
 def _fail(field_name: str, msg: str, source: str | None) -> SpecError:
     where = f"{source}: " if source else ""
@@ -92,8 +104,12 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
     raise SpecError(f"spec {str(name_or_path)!r} is neither a file nor a shipped spec (shipped: {names})")
 
 
-def load_spec(spec: str | Path | Mapping[str, Any]) -> PhaseGridSpec:
-    """Parse and validate a spec from a YAML path, a shipped spec name, or a dict."""
+def load_spec(spec: str | Path | Mapping[str, Any]) -> Any:
+    """Parse and validate a spec from a YAML path, a shipped spec name, or a dict.
+
+    Returns a :class:`PhaseGridSpec` or a :class:`generators.tree_spec.ModelTreeSpec` by the spec's
+    ``kind`` (default ``phase_grid``); every spec object has ``kind``, ``name``, ``raw`` and ``spec_hash``.
+    """
     source = None
     if not isinstance(spec, Mapping):
         path = resolve_spec_path(spec)
@@ -104,11 +120,20 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> PhaseGridSpec:
             raise SpecError(f"{source}: not valid YAML: {exc}") from exc
         if not isinstance(spec, Mapping):
             raise SpecError(f"{source}: the spec must be a mapping of fields, got {type(spec).__name__}")
-    return _validate(copy.deepcopy(dict(spec)), source)
+    spec = copy.deepcopy(dict(spec))
+    kind = spec.get("kind", "phase_grid")
+    if kind == "model_tree":
+        from generators.tree_spec import validate_tree_spec
+
+        return validate_tree_spec(spec, source)
+    if kind != "phase_grid":
+        raise _fail("kind", f"unknown kind {kind!r}; choose from {list(SPEC_KINDS)}", source)
+    return _validate(spec, source)
 
 
-def _number(value: Any, name: str, source: str | None, *, integer: bool = False, positive: bool = False,
-            minimum: float | None = None) -> float | int:
+def number(value: Any, name: str, source: str | None, *, integer: bool = False, positive: bool = False,
+           minimum: float | None = None) -> float | int:
+    """``value`` checked as a (finite, optionally integer, positive or bounded) number; errors name ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(name, f"expected a number, got {value!r}", source)
     if integer and not float(value).is_integer():
@@ -131,6 +156,82 @@ def _mapping(spec: Mapping, key: str, source: str | None, default: Any = None) -
     return dict(value)
 
 
+def parse_architecture(value: Any, field_name: str, source: str | None) -> tuple[str, dict]:
+    """``(name, config)`` of an architecture mapping ``{name: <registered>, <options>}``."""
+    if not isinstance(value, Mapping):
+        raise _fail(field_name, f"expected a mapping with 'name' and options, got {value!r}", source)
+    arch = dict(value)
+    if "name" not in arch:
+        raise _fail(f"{field_name}.name", f"is required; registered architectures: {architecture_names()}", source)
+    arch_name = str(arch.pop("name"))
+    if arch_name not in architecture_names():
+        raise UnknownNameError(f"{source + ': ' if source else ''}field '{field_name}.name': unknown architecture "
+                               f"{arch_name!r}; registered: {architecture_names()}")
+    return arch_name, arch
+
+
+def parse_seeds(value: Any, field_name: str, source: str | None) -> list[int]:
+    """A count (``2`` -> seeds 0, 1) or a list of distinct non-negative seeds."""
+    if isinstance(value, list):
+        seeds = [int(number(s, f"{field_name}[{i}]", source, integer=True, minimum=0)) for i, s in enumerate(value)]
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise _fail(field_name, f"expected distinct seeds, got {value}", source)
+        return seeds
+    return list(range(int(number(value, field_name, source, integer=True, positive=True))))
+
+
+OPTIMIZER_FIELDS = ("name", "lr", "weight_decay", "momentum", "betas", "eps", "batch_size")
+
+
+def parse_optimizer(value: Any, field_name: str, source: str | None, base: Mapping | None = None) -> dict:
+    """A complete optimiser record from ``value`` (a mapping of :data:`OPTIMIZER_FIELDS`) laid over
+    ``base`` (shared defaults, e.g. a tree's top-level optimiser; its ``momentum`` is kept only when
+    the optimiser name stays the same)."""
+    if not isinstance(value, Mapping):
+        raise _fail(field_name, f"expected a mapping, got {value!r}", source)
+    extra = sorted(set(value) - set(OPTIMIZER_FIELDS))
+    if extra:
+        raise _fail(f"{field_name}.{extra[0]}", f"unknown option; allowed: {sorted(OPTIMIZER_FIELDS)}", source)
+    base = dict(base or {})
+    opt_name = value.get("name", base.get("name", "sgd"))
+    if opt_name not in OPTIMIZERS:
+        raise UnknownNameError(f"{source + ': ' if source else ''}field '{field_name}.name': unknown optimiser "
+                               f"{opt_name!r}; choose from {list(OPTIMIZERS)}")
+    if base.get("name", opt_name) != opt_name:
+        base.pop("momentum", None)
+    opt = {**base, **value}
+    betas = opt.get("betas", [0.9, 0.999])
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise _fail(f"{field_name}.betas", f"expected two numbers, got {betas!r}", source)
+    return {
+        "name": opt_name,
+        "lr": number(opt.get("lr", 0.01), f"{field_name}.lr", source, positive=True),
+        "weight_decay": number(opt.get("weight_decay", 0.0), f"{field_name}.weight_decay", source, minimum=0),
+        "momentum": number(opt.get("momentum", 0.9 if opt_name == "sgd" else 0.0), f"{field_name}.momentum",
+                           source, minimum=0),
+        "batch_size": int(number(opt.get("batch_size", 64), f"{field_name}.batch_size", source, integer=True,
+                                 positive=True)),
+        "betas": [float(number(b, f"{field_name}.betas[{i}]", source, minimum=0)) for i, b in enumerate(betas)],
+        "eps": number(opt.get("eps", 1e-8), f"{field_name}.eps", source, positive=True),
+    }
+
+
+def parse_schedule(value: Any, field_name: str, source: str | None) -> dict:
+    """``{name, step_size, gamma}`` from a schedule name or mapping."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping) or value.get("name", "constant") not in SCHEDULES:
+        raise UnknownNameError(f"{source + ': ' if source else ''}field '{field_name}.name': unknown schedule "
+                               f"{value!r}; choose from {list(SCHEDULES)}")
+    extra = sorted(set(value) - {"name", "step_size", "gamma"})
+    if extra:
+        raise _fail(f"{field_name}.{extra[0]}", "unknown option; allowed: name, step_size, gamma", source)
+    return {"name": value.get("name", "constant"),
+            "step_size": int(number(value.get("step_size", 10), f"{field_name}.step_size", source, integer=True,
+                                    positive=True)),
+            "gamma": number(value.get("gamma", 0.5), f"{field_name}.gamma", source, positive=True)}
+
+
 def _validate(spec: dict, source: str | None) -> PhaseGridSpec:
     unknown = sorted(set(spec) - set(TOP_LEVEL))
     if unknown:
@@ -145,13 +246,7 @@ def _validate(spec: dict, source: str | None) -> PhaseGridSpec:
     except SpecError as exc:
         raise SpecError(f"{source + ': ' if source else ''}field 'task': {exc}") from exc
 
-    arch = _mapping(spec, "architecture", source)
-    if "name" not in arch:
-        raise _fail("architecture.name", f"is required; registered architectures: {architecture_names()}", source)
-    arch_name = str(arch.pop("name"))
-    if arch_name not in architecture_names():
-        raise UnknownNameError(f"{source + ': ' if source else ''}field 'architecture.name': unknown architecture "
-                               f"{arch_name!r}; registered: {architecture_names()}")
+    arch_name, arch = parse_architecture(_mapping(spec, "architecture", source), "architecture", source)
 
     grid = _mapping(spec, "grid", source)
     extra = sorted(set(grid) - {"load", "temperature"})
@@ -177,51 +272,16 @@ def _validate(spec: dict, source: str | None) -> PhaseGridSpec:
     if (axes["load"].target, axes["load"].param) == (axes["temperature"].target, axes["temperature"].param):
         raise _fail("grid.temperature.param", "must differ from grid.load.param", source)
 
-    seeds_val = spec.get("seeds", 1)
-    if isinstance(seeds_val, list):
-        seeds = [int(_number(s, f"seeds[{i}]", source, integer=True, minimum=0)) for i, s in enumerate(seeds_val)]
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise _fail("seeds", f"expected distinct seeds, got {seeds_val}", source)
-    else:
-        seeds = list(range(int(_number(seeds_val, "seeds", source, integer=True, positive=True))))
-    data_seed_offset = int(_number(spec.get("data_seed_offset", 10_000), "data_seed_offset", source, integer=True))
-    epochs = int(_number(spec.get("epochs", 10), "epochs", source, integer=True, positive=True))
+    seeds = parse_seeds(spec.get("seeds", 1), "seeds", source)
+    data_seed_offset = int(number(spec.get("data_seed_offset", 10_000), "data_seed_offset", source, integer=True))
+    epochs = int(number(spec.get("epochs", 10), "epochs", source, integer=True, positive=True))
 
-    opt = _mapping(spec, "optimizer", source, {"name": "sgd"})
-    opt_name = opt.get("name", "sgd")
-    if opt_name not in OPTIMIZERS:
-        raise UnknownNameError(f"{source + ': ' if source else ''}field 'optimizer.name': unknown optimiser "
-                               f"{opt_name!r}; choose from {list(OPTIMIZERS)}")
-    allowed_opt = {"name", "lr", "weight_decay", "momentum", "betas", "eps", "batch_size"}
-    extra = sorted(set(opt) - allowed_opt)
-    if extra:
-        raise _fail(f"optimizer.{extra[0]}", f"unknown option; allowed: {sorted(allowed_opt)}", source)
-    optimizer = {
-        "name": opt_name,
-        "lr": _number(opt.get("lr", 0.01), "optimizer.lr", source, positive=True),
-        "weight_decay": _number(opt.get("weight_decay", 0.0), "optimizer.weight_decay", source, minimum=0),
-        "momentum": _number(opt.get("momentum", 0.9 if opt_name == "sgd" else 0.0), "optimizer.momentum", source,
-                            minimum=0),
-        "batch_size": int(_number(opt.get("batch_size", 64), "optimizer.batch_size", source, integer=True,
-                                  positive=True)),
-        "betas": [float(b) for b in opt.get("betas", [0.9, 0.999])],
-        "eps": _number(opt.get("eps", 1e-8), "optimizer.eps", source, positive=True),
-    }
-
-    sched = spec.get("schedule", {"name": "constant"})
-    if isinstance(sched, str):
-        sched = {"name": sched}
-    if not isinstance(sched, Mapping) or sched.get("name", "constant") not in SCHEDULES:
-        raise UnknownNameError(f"{source + ': ' if source else ''}field 'schedule.name': unknown schedule "
-                               f"{sched!r}; choose from {list(SCHEDULES)}")
-    schedule = {"name": sched.get("name", "constant"),
-                "step_size": int(_number(sched.get("step_size", 10), "schedule.step_size", source, integer=True,
-                                         positive=True)),
-                "gamma": _number(sched.get("gamma", 0.5), "schedule.gamma", source, positive=True)}
+    optimizer = parse_optimizer(_mapping(spec, "optimizer", source, {"name": "sgd"}), "optimizer", source)
+    schedule = parse_schedule(spec.get("schedule", {"name": "constant"}), "schedule", source)
 
     checkpoint_epochs = _checkpoints(spec.get("checkpoints", {"log_spaced": 3}), epochs, source)
     pop = _mapping(spec, "population", source, {})
-    max_population = int(_number(pop.get("max_size", 64), "population.max_size", source, integer=True,
+    max_population = int(number(pop.get("max_size", 64), "population.max_size", source, integer=True,
                                  positive=True))
 
     raw = {
@@ -259,34 +319,57 @@ def _axis_target(param: str, arch_name: str, arch: Mapping, field_name: str, sou
 
 def _check_axis_value(param: str, value: Any, field_name: str, source: str | None) -> None:
     if param in ("batch_size", "width", "depth"):
-        _number(value, field_name, source, integer=True, positive=True)
+        number(value, field_name, source, integer=True, positive=True)
     elif param in ("lr", "train_fraction"):
-        v = _number(value, field_name, source, positive=True)
+        v = number(value, field_name, source, positive=True)
         if param == "train_fraction" and v > 1:
             raise _fail(field_name, f"a training-data fraction must be in (0, 1], got {value!r}", source)
     elif param in ("weight_decay", "momentum"):
-        _number(value, field_name, source, minimum=0)
+        number(value, field_name, source, minimum=0)
 
 
-def _checkpoints(value: Any, epochs: int, source: str | None) -> list[int]:
-    """Epochs to store: always the initialisation (0) and the final epoch, plus the schedule asked for."""
+def parse_checkpoints(value: Any, epochs: int, source: str | None, field_name: str = "checkpoints") -> list[int]:
+    """Epochs to store: always the initialisation (0) and the final epoch, plus the schedule asked for:
+    a list of epochs, ``{log_spaced: k, every: n}``, or ``{count: n}`` (exactly ``n`` epochs, the inner
+    ones log-spaced and distinct)."""
     if isinstance(value, list):
-        eps = [int(_number(v, f"checkpoints[{i}]", source, integer=True, minimum=0)) for i, v in enumerate(value)]
+        eps = [int(number(v, f"{field_name}[{i}]", source, integer=True, minimum=0)) for i, v in enumerate(value)]
         bad = [e for e in eps if e > epochs]
         if bad:
-            raise _fail("checkpoints", f"epochs {bad} are beyond the last epoch {epochs}", source)
+            raise _fail(field_name, f"epochs {bad} are beyond the last epoch {epochs}", source)
         return sorted(set(eps) | {0, epochs})
     if not isinstance(value, Mapping):
-        raise _fail("checkpoints", f"expected a list of epochs or a mapping, got {value!r}", source)
-    extra = sorted(set(value) - {"log_spaced", "every"})
+        raise _fail(field_name, f"expected a list of epochs or a mapping, got {value!r}", source)
+    extra = sorted(set(value) - {"log_spaced", "every", "count"})
     if extra:
-        raise _fail(f"checkpoints.{extra[0]}", "unknown option; allowed: log_spaced, every", source)
+        raise _fail(f"{field_name}.{extra[0]}", "unknown option; allowed: log_spaced, every, count", source)
+    if "count" in value:
+        if len(value) > 1:
+            raise _fail(f"{field_name}.count", "cannot be combined with log_spaced or every", source)
+        return _count_checkpoints(int(number(value["count"], f"{field_name}.count", source, integer=True,
+                                             minimum=2)), epochs, f"{field_name}.count", source)
     eps = {0, epochs}
-    n_log = int(_number(value.get("log_spaced", 0), "checkpoints.log_spaced", source, integer=True, minimum=0))
+    n_log = int(number(value.get("log_spaced", 0), f"{field_name}.log_spaced", source, integer=True, minimum=0))
     if n_log:
         eps |= {int(e) for e in np.unique(np.round(np.logspace(0, math.log10(max(epochs, 1)), n_log + 1)))}
     every = value.get("every")
     if every is not None:
-        step = int(_number(every, "checkpoints.every", source, integer=True, positive=True))
+        step = int(number(every, f"{field_name}.every", source, integer=True, positive=True))
         eps |= set(range(0, epochs + 1, step))
     return sorted(e for e in eps if 0 <= e <= epochs)
+
+
+def _count_checkpoints(n: int, epochs: int, field_name: str, source: str | None) -> list[int]:
+    """Epoch 0 and ``n - 1`` distinct epochs in ``1..epochs`` near ``epochs ** (i / (n - 1))``, i = 1..n-1
+    (``n = 3``, 20 epochs: 0, 4, 20)."""
+    if n - 1 > epochs:
+        raise _fail(field_name, f"{n} checkpoints need at least {n - 1} epochs, got {epochs}", source)
+    out = [0]
+    targets = np.logspace(0, math.log10(epochs), n)[1:]
+    for i, t in enumerate(targets):
+        lo, hi = out[-1] + 1, epochs - (n - 2 - i)
+        out.append(int(min(max(round(float(t)), lo), hi)))
+    return out
+
+
+_checkpoints = parse_checkpoints  # the name phase-grid code used

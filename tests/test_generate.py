@@ -1,6 +1,4 @@
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +9,7 @@ import torch
 import yaml
 
 import zoo
+from kill_helpers import generate_and_kill
 from generators.phase_grid import generate, plan_models
 from generators.population import Member, train_single
 from generators.phase_grid import population_config
@@ -95,19 +94,7 @@ def test_killed_generation_resumes_to_the_same_zoo(tmp_path, tiny_spec):
     n = ref.n_models
 
     target = tmp_path / "killed.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out", str(target),
-                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    status_dir = target / "results" / "status" / "c"
-    done_at_kill = None
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        done = len(os.listdir(status_dir)) if status_dir.exists() else 0
-        if done >= 3:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            done_at_kill = done
-            break
-        time.sleep(0.01)
+    done_at_kill = generate_and_kill(spec_file, target, at_least=3)
     assert done_at_kill is not None and done_at_kill < n, "generation finished before it could be killed"
     partial = zoo.open(target).status_counts()
     assert 0 < partial["ok"] < n and partial["pending"] > 0

@@ -35,6 +35,7 @@ from zoo.dataset import ZooDataset, norm_stats
 from zoo.tasks import TaskData, build_task, task_sources
 from zoo.catalog import CatalogEntry, load_catalog
 from zoo.loader import load
+from zoo.trees import class_multi_hot
 
 open = open_zoo  # noqa: A001 - the public name is zoo.open(path)
 
@@ -45,4 +46,5 @@ __all__ = [
     "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "norm_stats", "TaskData",
     "build_task", "task_sources", "load", "load_catalog", "CatalogEntry", "CatalogError", "DownloadError",
     "ChecksumError", "OfflineError",
+    "class_multi_hot",
 ]

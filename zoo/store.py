@@ -694,6 +694,10 @@ class Zoo:
         }
         if "grid" in meta:
             out["grid"] = meta["grid"]
+        if "tree" in meta:
+            from zoo.trees import tree_info
+
+            out["tree"] = tree_info(self)
         if meta.get("landscape"):
             out["landscape"] = {k: {"checkpoint_epoch": v["checkpoint_epoch"], "shape": v["shape"]}
                                 for k, v in meta["landscape"].items()}

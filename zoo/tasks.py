@@ -32,6 +32,20 @@ Generic transforms, applied in this order after loading:
 3. ``standardize``: subtract the scalar mean and divide by the scalar standard deviation of all
    training inputs (after the subset), for train and test alike.
 
+Derived-task options (the tasks a model-tree child is fine-tuned on; :data:`DERIVED_OPTIONS`). They
+come after standardisation, so a child sees its inputs normalised exactly like its parent, and none of
+them changes the label space, so a child keeps its parent's architecture and output size. They appear
+in a canonical spec only when set (specs without them keep their canonical form and hash):
+
+4. ``class_subset``: keep only train and test examples of these original class ids; labels stay in
+   the full label space (``n_classes`` unchanged).
+5. ``label_permutation``: a permutation ``perm`` of ``0..n_classes-1``; label ``k`` becomes ``perm[k]``.
+6. ``corruption``: ``{"kind": "noise", "level": s, "seed": r}`` adds Gaussian noise of standard
+   deviation ``s`` (drawn from ``numpy.random.default_rng(r)``, train inputs first, then test);
+   ``{"kind": "shift", "level": k}`` translates inputs by ``k`` positions along their last axis
+   (zeros shifted in; ``k < 0`` shifts left); ``{"kind": "scale", "level": a}`` multiplies inputs by
+   ``a``. Train and test inputs are corrupted alike.
+
 Cache: the loaded source arrays are kept in-process (:func:`clear_task_cache` empties it); MNIST-1D
 arrays are also stored under ``$WEIGHTZOO_CACHE/tasks`` (default ``~/.cache/weightzoo/tasks``).
 """
@@ -56,6 +70,8 @@ from zoo.errors import SpecError, UnknownNameError
 from zoo.format import canonical_json, short_hash, to_jsonable
 
 __all__ = [
+    "CORRUPTION_KINDS",
+    "DERIVED_OPTIONS",
     "GENERIC_DEFAULTS",
     "TaskData",
     "build_task",
@@ -70,6 +86,12 @@ __all__ = [
 
 #: Options every task spec has, whatever its source, with their defaults.
 GENERIC_DEFAULTS: dict[str, Any] = {"classes": None, "train_fraction": 1.0, "subset_seed": 0, "standardize": True}
+
+#: Options of derived tasks (model-tree children); absent from a canonical spec unless set.
+DERIVED_OPTIONS = ("class_subset", "label_permutation", "corruption")
+
+#: Input corruptions of a derived task: kind -> whether its level must be an integer.
+CORRUPTION_KINDS = {"noise": False, "shift": True, "scale": False}
 
 SourceArrays = tuple[Any, Any, Any, Any]
 SourceFn = Callable[[dict], SourceArrays]
@@ -128,10 +150,11 @@ def _register(name: str, defaults: Mapping[str, Any] | None,
               check: Callable[[dict], dict] | None) -> Callable[[SourceFn], SourceFn]:
     if not isinstance(name, str) or not name:
         raise SpecError(f"task.source: a source name must be a non-empty string, got {name!r}")
-    clash = sorted(set(defaults or {}) & (set(GENERIC_DEFAULTS) | {"source"}))
+    reserved = set(GENERIC_DEFAULTS) | set(DERIVED_OPTIONS) | {"source"}
+    clash = sorted(set(defaults or {}) & reserved)
     if clash:
         raise SpecError(f"task.{clash[0]}: source {name!r} may not define an option named like a generic field "
-                        f"{sorted(GENERIC_DEFAULTS) + ['source']}")
+                        f"{sorted(reserved)}")
     if defaults is not None:
         defaults = {k: _jsonable(f"task.{k}", v) for k, v in defaults.items()}
 
@@ -212,18 +235,66 @@ def _str(field: str, value: Any, *, optional: bool = False) -> str | None:
     return value
 
 
-def _classes(value: Any) -> list[int] | None:
+def _classes(value: Any, field: str = "task.classes") -> list[int] | None:
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
-        raise SpecError(f"task.classes: expected a list of class ids, got {value!r}")
-    out = [_int("task.classes", c) for c in value]
+        raise SpecError(f"{field}: expected a list of class ids, got {value!r}")
+    out = [_int(field, c) for c in value]
     if len(out) < 2:
-        raise SpecError(f"task.classes: a task needs at least two classes, got {out}")
+        raise SpecError(f"{field}: a task needs at least two classes, got {out}")
     repeated = sorted({c for c in out if out.count(c) > 1})
     if repeated:
-        raise SpecError(f"task.classes: class ids {repeated} are listed more than once in {out}")
+        raise SpecError(f"{field}: class ids {repeated} are listed more than once in {out}")
     return out
+
+
+def _class_subset(value: Any) -> list[int]:
+    out = _classes(value, "task.class_subset")
+    return sorted(out)
+
+
+def _label_permutation(value: Any) -> list[int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise SpecError(f"task.label_permutation: expected a list (a permutation of 0..n_classes-1), got {value!r}")
+    out = [_int("task.label_permutation", v) for v in value]
+    if len(out) < 2 or sorted(out) != list(range(len(out))):
+        raise SpecError(f"task.label_permutation: must be a permutation of 0..{len(out) - 1}, got {out}")
+    return out
+
+
+def _corruption(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(f"task.corruption: expected a mapping with 'kind' and 'level', got {value!r}")
+    value = dict(value)
+    unknown = sorted(set(value) - {"kind", "level", "seed"})
+    if unknown:
+        raise SpecError(f"task.corruption.{unknown[0]}: unknown option; allowed: kind, level, seed")
+    kind = value.get("kind")
+    if kind not in CORRUPTION_KINDS:
+        raise SpecError(f"task.corruption.kind: expected one of {list(CORRUPTION_KINDS)}, got {kind!r}")
+    if "level" not in value:
+        raise SpecError("task.corruption.level: is required")
+    level = value["level"]
+    if CORRUPTION_KINDS[kind]:
+        level = _int("task.corruption.level", level)
+        if level == 0:
+            raise SpecError("task.corruption.level: a shift of 0 positions is no corruption")
+    else:
+        if isinstance(level, (bool, np.bool_)) or not isinstance(level, numbers.Real) or not (
+                math.isfinite(float(level)) and float(level) > 0):
+            raise SpecError(f"task.corruption.level: a {kind} level must be a positive number, got {level!r}")
+        level = float(level)
+    out: dict[str, Any] = {"kind": kind, "level": level}
+    if kind == "noise":
+        out["seed"] = _int("task.corruption.seed", value.get("seed", 0), minimum=0)
+    elif value.get("seed", 0) != 0:
+        raise SpecError(f"task.corruption.seed: only noise corruptions are random; a {kind} takes no seed")
+    return out
+
+
+_DERIVED_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "class_subset": _class_subset, "label_permutation": _label_permutation, "corruption": _corruption}
 
 
 def normalize_task_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
@@ -252,6 +323,10 @@ def normalize_task_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
     out["train_fraction"] = _fraction("task.train_fraction", spec.pop("train_fraction", 1.0), include_one=True)
     out["subset_seed"] = _int("task.subset_seed", spec.pop("subset_seed", 0), minimum=0)
     out["standardize"] = _bool("task.standardize", spec.pop("standardize", True))
+    for key, check in _DERIVED_CHECKS.items():
+        value = spec.pop(key, None)
+        if value is not None:
+            out[key] = check(value)
 
     if source.defaults is not None:
         unknown = sorted(set(spec) - set(source.defaults))
@@ -309,6 +384,24 @@ def build_task(spec: Mapping[str, Any] | str) -> TaskData:
         mean, std = float(x_tr64.mean()), float(x_tr64.std())
         std = std if std > 0 else 1.0
         x_tr64, x_te64 = (x_tr64 - mean) / std, (x_te64 - mean) / std
+    if "class_subset" in spec:
+        missing = [c for c in spec["class_subset"] if c not in classes]
+        if missing:
+            raise SpecError(f"task.class_subset: class ids {missing} are not in the task's classes {classes}")
+        labels = _relabel(np.asarray(spec["class_subset"]), classes)
+        keep_tr, keep_te = np.isin(y_tr, labels), np.isin(y_te, labels)
+        x_tr64, y_tr, x_te64, y_te = x_tr64[keep_tr], y_tr[keep_tr], x_te64[keep_te], y_te[keep_te]
+        if len(y_tr) == 0 or len(y_te) == 0:
+            raise SpecError(f"task.class_subset: classes {spec['class_subset']} leave no "
+                            f"{'training' if len(y_tr) == 0 else 'test'} examples")
+    if "label_permutation" in spec:
+        perm = np.asarray(spec["label_permutation"], dtype=np.int64)
+        if len(perm) != len(classes):
+            raise SpecError(f"task.label_permutation: has {len(perm)} entries but the task has {len(classes)} "
+                            "classes")
+        y_tr, y_te = perm[y_tr], perm[y_te]
+    if "corruption" in spec:
+        x_tr64, x_te64 = _corrupt(x_tr64, x_te64, spec["corruption"])
     return TaskData(
         x_train=torch.from_numpy(np.ascontiguousarray(x_tr64, dtype=np.float32)),
         y_train=torch.from_numpy(np.array(y_tr, dtype=np.int64)),
@@ -318,6 +411,31 @@ def build_task(spec: Mapping[str, Any] | str) -> TaskData:
         input_shape=tuple(int(d) for d in x_tr.shape[1:]),
         classes=tuple(int(c) for c in classes),
     )
+
+
+def _corrupt(x_tr: np.ndarray, x_te: np.ndarray, corruption: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test inputs (float64, standardised) with the corruption of a derived task applied."""
+    kind, level = corruption["kind"], corruption["level"]
+    if kind == "noise":
+        rng = np.random.default_rng(int(corruption["seed"]))
+        return x_tr + level * rng.standard_normal(x_tr.shape), x_te + level * rng.standard_normal(x_te.shape)
+    if kind == "scale":
+        return x_tr * level, x_te * level
+    k = int(level)
+    length = x_tr.shape[-1]
+    if abs(k) >= length:
+        raise SpecError(f"task.corruption.level: a shift of {k} positions leaves nothing of inputs of length "
+                        f"{length} (last axis)")
+
+    def shift(x: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(x)
+        if k > 0:
+            out[..., k:] = x[..., :-k]
+        else:
+            out[..., :k] = x[..., -k:]
+        return out
+
+    return shift(x_tr), shift(x_te)
 
 
 def _relabel(y: np.ndarray, classes: list[int]) -> np.ndarray:

@@ -6,7 +6,7 @@ import argparse
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from generators.phase_grid import generate
+    from generators.driver import generate
     from generators.report import print_summary
 
     z = generate(args.spec, args.out, backend=args.backend, progress=not args.quiet)
@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("generate", help="train the zoo described by a spec into a store (resumable)")
-    p.add_argument("spec", help="YAML spec file, or the name of a shipped spec (e.g. 'demo')")
+    p = sub.add_parser("generate", help="train the zoo a spec describes (phase grid or model tree) into a store "
+                                        "(resumable)")
+    p.add_argument("spec", help="YAML spec file, or the name of a shipped spec (e.g. 'demo', 'tree_demo')")
     p.add_argument("--out", required=True, help="store path (a directory ending in .zarr)")
     p.add_argument("--backend", default="local", choices=["local"], help="where populations are trained")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

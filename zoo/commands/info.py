@@ -27,6 +27,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for key, a in info["architectures"].items():
         t.add_row(key, a["name"], json.dumps(a["config"]), str(a["n_params"]), str(a["n_models"]))
     console.print(t)
+    if "tree" in info:
+        tree = info["tree"]
+        console.print(f"model tree: {tree['n_bases']} bases, {tree['n_children']} children "
+                      f"(per base: {tree['children_per_base']}), {tree['n_classes']} classes, "
+                      f"{'shared' if tree['shared_tasks'] else 'per-base'} derived tasks; checkpoint epochs "
+                      f"bases {tree['checkpoint_epochs']['base']}, children {tree['checkpoint_epochs']['child']}")
     if info.get("landscape"):
         console.print(f"landscape metrics: {sorted(info['landscape'])}")
     if "phase_counts" in info:

@@ -1,0 +1,283 @@
+"""Generate any kind of zoo from its spec: plan, create or resume the store, train stage by stage, finish.
+
+The driver knows nothing about phase grids or model trees. Each spec ``kind`` supplies a
+:class:`ZooKind` (registered in :data:`KINDS`):
+
+* ``plan(spec) -> ZooPlan``: the models table, architectures, tasks and attributes, fixed before any
+  training (each model has a slot; resuming trains exactly the ``pending`` ones);
+* ``populations(spec, models) -> [Population]``: models that train together, each in a *stage*
+  (a model-tree child trains in stage 1, after its parent in stage 0 is written);
+* ``job(z, spec, model_ids, tasks) -> TrainingJob``: what one population trains (configuration,
+  members, one task per member, start weights), read from the store alone;
+* ``splits(z, spec) -> [(name, codes, settings)]``: the kind's standard splits.
+
+:func:`generate` runs the stages in order; inside a stage the populations are independent, and
+:func:`train_population_job` -- given only the store path, the spec and the model ids -- trains one of
+them and writes its members, which is the unit a distributed backend (Ray) schedules. After the last
+stage the steps of :data:`POST_GENERATION_STEPS` run in order (splits, normalisation statistics).
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from zoo.dataset import norm_stats
+from zoo.errors import SpecError
+from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions
+from zoo.store import Zoo, create_zoo, open_zoo
+from zoo.tasks import TaskData, build_task
+
+from generators.population import Member, PopulationConfig, train_population
+from generators.spec import load_spec
+
+
+@dataclass
+class Population:
+    """Models trained together (same architecture instance, batch size and optimiser) in one stage."""
+
+    key: tuple
+    model_ids: list[int]
+    stage: int = 0
+    epochs: int = 0
+
+
+@dataclass
+class ZooPlan:
+    """Everything :func:`zoo.store.create_zoo` needs, planned from a spec before training."""
+
+    models: pd.DataFrame
+    architectures: dict[str, dict]
+    tasks: dict[str, dict]
+    checkpoint_epochs: list[int]
+    n_epochs: int
+    attrs: dict
+
+
+@dataclass
+class TrainingJob:
+    """One population's training, built from the store: ``tasks[j]`` and ``start_weights[j]``
+    (``[P, n_params]``, None for seeded initialisation) belong to ``members[j]``; ``blocked`` maps models
+    that cannot train (e.g. a child whose parent failed) to the reason, recorded as their error. Models
+    of the population in neither ``model_ids`` nor ``blocked`` are left ``pending``."""
+
+    config: PopulationConfig
+    model_ids: list[int]
+    members: list[Member]
+    tasks: list[TaskData]
+    start_weights: torch.Tensor | None = None
+    blocked: dict[int, str] = field(default_factory=dict)
+
+
+SplitDef = tuple[str, np.ndarray, dict]
+
+
+class ZooKind(Protocol):
+    def plan(self, spec: Any) -> ZooPlan: ...
+
+    def populations(self, spec: Any, models: pd.DataFrame) -> list[Population]: ...
+
+    def job(self, z: Zoo, spec: Any, model_ids: Sequence[int], tasks: "TaskCache") -> TrainingJob: ...
+
+    def splits(self, z: Zoo, spec: Any) -> list[SplitDef]: ...
+
+
+#: spec kind -> "module:attribute" of its :class:`ZooKind` (imported when first used).
+KINDS: dict[str, str] = {"phase_grid": "generators.phase_grid:KIND", "model_tree": "generators.model_tree:KIND"}
+
+
+def kind_of(spec: Any) -> ZooKind:
+    """The :class:`ZooKind` of a loaded spec."""
+    if spec.kind not in KINDS:
+        raise SpecError(f"field 'kind': no generator for kind {spec.kind!r}; known kinds: {sorted(KINDS)}")
+    module, attr = KINDS[spec.kind].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def as_spec(spec: Any) -> Any:
+    """A loaded spec object from a spec object, a path, a shipped name or a dict (e.g. ``z.meta["spec"]``)."""
+    return spec if hasattr(spec, "spec_hash") and hasattr(spec, "kind") else load_spec(spec)
+
+
+class TaskCache:
+    """Task data by task key of one store, built on first use; keeps the ``max_items`` most recent."""
+
+    def __init__(self, z: Zoo, max_items: int = 256) -> None:
+        self.specs = z.tasks
+        self.max_items = max_items
+        self._data: OrderedDict[str, TaskData] = OrderedDict()
+
+    def __call__(self, key: str) -> TaskData:
+        if key in self._data:
+            self._data.move_to_end(key)
+            return self._data[key]
+        data = build_task(self.specs[key])
+        self._data[key] = data
+        while len(self._data) > self.max_items:
+            self._data.popitem(last=False)
+        return data
+
+
+def create_or_resume(spec: Any, out: str | Path) -> Zoo:
+    """Open ``out`` to resume it (it must come from the same spec), or plan the zoo and create it."""
+    out = Path(out)
+    if out.exists():
+        z = open_zoo(out, mode="r+")
+        stored = z.meta.get("spec_hash")
+        if stored != spec.spec_hash:
+            raise SpecError(f"{out} was generated from a different spec (hash {stored}, this spec {spec.spec_hash});"
+                            " use another --out or delete the store")
+        return z
+    plan = kind_of(spec).plan(spec)
+    attrs = {"kind": spec.kind, "name": spec.name, "spec": spec.raw, "spec_hash": spec.spec_hash, **plan.attrs}
+    return create_zoo(out, models=plan.models, architectures=plan.architectures, tasks=plan.tasks,
+                      checkpoint_epochs=plan.checkpoint_epochs, metric_names=list(DEFAULT_METRICS),
+                      n_epochs=plan.n_epochs, attrs=attrs)
+
+
+def pending_populations(z: Zoo, spec: Any) -> list[Population]:
+    """The populations with models still ``pending``, restricted to those models, by stage."""
+    pending = set(np.flatnonzero(z.status_codes() == STATUS_CODES["pending"]).tolist())
+    out = []
+    for pop in kind_of(spec).populations(spec, z._planned):
+        ids = [i for i in pop.model_ids if i in pending]
+        if ids:
+            out.append(Population(pop.key, ids, pop.stage, pop.epochs))
+    return sorted(out, key=lambda p: p.stage)
+
+
+def write_results(z: Zoo, job: TrainingJob, result: Any) -> dict[str, int]:
+    """Write every trained member of ``job`` (``result``: its :class:`PopulationResult`); status counts."""
+    versions = library_versions()
+    counts = {"ok": 0, "diverged": 0, "failed": 0}
+    per_model = result.wall_time_s / len(job.members)
+    width = z._root["curves/train_loss"].shape[1]
+    for j, mid in enumerate(job.model_ids):
+        w = result.weights[j]
+        finite = bool(torch.isfinite(w[-1]).all())
+        status = "ok" if finite and result.diverged_epoch[j] < 0 else "diverged"
+        record = {"wall_time_s": per_model, "population_size": len(job.members), "versions": versions,
+                  "diverged_epoch": int(result.diverged_epoch[j]) if result.diverged_epoch[j] >= 0 else None}
+        curve = np.full(width, np.nan, dtype=np.float32)  # models trained for fewer epochs than the widest
+        curve[:result.curve.shape[1]] = result.curve[j]
+        z.write_model(mid, weights=w, metrics={k: v[j] for k, v in result.metrics.items()}, status=status,
+                      record=record, curve=curve)
+        counts[status] += 1
+    return counts
+
+
+def write_failed(z: Zoo, model_ids: Sequence[int], errors: str | Mapping[int, str], tb: str | None = None
+                 ) -> dict[str, int]:
+    """Mark ``model_ids`` failed with their error text (one string, or one per model)."""
+    versions = library_versions()
+    for mid in model_ids:
+        err = errors if isinstance(errors, str) else errors[mid]
+        record = {"error": err, "versions": versions}
+        if tb:
+            record["traceback"] = tb
+        z.write_model(mid, weights=None, metrics={}, status="failed", record=record)
+    return {"ok": 0, "diverged": 0, "failed": len(model_ids)}
+
+
+def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence[int], *,
+                         on_epoch: Callable[[int], None] | None = None, tasks: TaskCache | None = None
+                         ) -> dict[str, int]:
+    """Train the population ``model_ids`` of ``spec`` and write its members into ``store``.
+
+    Needs only the store path, the spec (object, path or dict) and the ids, so any process can run it;
+    models of the population that cannot train (``TrainingJob.blocked``) and, if training raises, all of
+    them are marked ``failed`` with the error. Returns the status counts written.
+    """
+    z = store if isinstance(store, Zoo) else open_zoo(store, mode="r+")
+    spec = as_spec(spec)
+    tasks = tasks if tasks is not None else TaskCache(z)
+    ids = [int(i) for i in model_ids]
+    try:
+        job = kind_of(spec).job(z, spec, ids, tasks)
+    except Exception as exc:  # a population that cannot even be set up is recorded, the zoo goes on
+        return write_failed(z, ids, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
+    counts = {"ok": 0, "diverged": 0, "failed": 0}
+    if job.blocked:
+        counts["failed"] += write_failed(z, list(job.blocked), job.blocked)["failed"]
+    if not job.model_ids:
+        return counts
+    try:
+        result = train_population(job.config, job.members, job.tasks, on_epoch=on_epoch,
+                                  start_weights=job.start_weights)
+    except Exception as exc:  # a failed population is recorded, the rest of the zoo goes on
+        counts["failed"] += write_failed(z, job.model_ids, f"{type(exc).__name__}: {exc}",
+                                         traceback.format_exc(limit=5))["failed"]
+        return counts
+    for k, v in write_results(z, job, result).items():
+        counts[k] += v
+    return counts
+
+
+def run_local(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm) -> None:
+    """The local backend: the populations of one stage, one after another in this process."""
+    tasks = TaskCache(z)
+    for pop in populations:
+        train_population_job(z, spec, pop.model_ids, tasks=tasks,
+                             on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
+
+
+BACKENDS: dict[str, Callable[[Zoo, Any, Sequence[Population], tqdm], None]] = {"local": run_local}
+
+
+def write_splits(z: Zoo, spec: Any) -> None:
+    """Store the kind's standard splits that the store does not have yet (they never change)."""
+    existing = set(z.split_names)
+    for name, codes, settings in kind_of(spec).splits(z, spec):
+        if name not in existing:
+            z.write_split(name, codes, settings)
+
+
+def write_norm_stats(z: Zoo, spec: Any) -> None:
+    """Once every model is complete, store the final-checkpoint normalisation statistics of the
+    default split per architecture, so read-only users of the zoo share them."""
+    status = z.status_codes()
+    if (status == STATUS_CODES["pending"]).any() or "default" not in z.split_names:
+        return
+    planned = z._planned
+    usable = planned["model_id"].isin(z.split_ids("train", "default")) & (status == STATUS_CODES["ok"])
+    for arch_key in z.architectures:
+        if (usable & (planned["arch_key"] == arch_key)).any():
+            norm_stats(z, arch_key, checkpoint=-1, split_name="default")
+
+
+#: What runs after the last stage, in order (landscape metrics and phase labels join this list).
+POST_GENERATION_STEPS: list[Callable[[Zoo, Any], None]] = [write_splits, write_norm_stats]
+
+
+def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: bool = True, backend: str = "local",
+             stages: Sequence[int] | None = None) -> Zoo:
+    """Create (or resume) the zoo of ``spec`` at ``out`` and train every model not yet complete.
+
+    ``spec`` is a spec object, a YAML path, a shipped spec name or a dict, of any kind. Stages run in
+    order (``stages`` restricts them, e.g. ``[0]`` trains only a tree's bases); then
+    :data:`POST_GENERATION_STEPS`.
+    """
+    if backend not in BACKENDS:
+        raise SpecError(f"backend {backend!r} is not available; this version has {sorted(BACKENDS)}")
+    spec = as_spec(spec)
+    z = create_or_resume(spec, out)
+    todo = [p for p in pending_populations(z, spec) if stages is None or p.stage in stages]
+    total = sum(len(p.model_ids) * p.epochs for p in todo)
+    bar = tqdm(total=total, desc=f"training {spec.name}", unit="model-epoch", disable=not progress or total == 0)
+    try:
+        for stage in sorted({p.stage for p in todo}):
+            BACKENDS[backend](z, spec, [p for p in todo if p.stage == stage], bar)
+    finally:
+        bar.close()
+    for step in POST_GENERATION_STEPS:
+        step(z, spec)
+    return z
