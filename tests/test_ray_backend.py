@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from tqdm import tqdm
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' extra: pip install 'weightzoo[ray]'")
@@ -30,6 +28,7 @@ from generators.spec import load_spec  # noqa: E402
 from zoo.errors import SpecError, ZooError  # noqa: E402
 
 from conftest import TINY_SPEC  # noqa: E402
+from killing import grid_spec_with_reference, kill_after_models_written  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -179,32 +178,13 @@ def test_a_dead_task_loses_only_its_population_and_a_retry_or_rerun_completes(ra
 
 
 def test_cli_generation_on_ray_killed_part_way_resumes_to_the_local_zoo(ray_head, tmp_path):
-    spec = dict(TINY_SPEC, grid={"load": {"param": "width", "values": [4, 8, 12, 16]},
-                                 "temperature": {"param": "batch_size", "values": [16, 32, 64]}}, epochs=4)
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(spec))
-    ref = generate(spec, tmp_path / "local.zarr", progress=False)
+    spec_file, ref = grid_spec_with_reference(tmp_path, epochs=3)
     n = ref.n_models
     target = tmp_path / "ray.zarr"
     cmd = [sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out", str(target), "--quiet",
            "--backend", "ray", "--address", ray_head]
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    status_dir = target / "results" / "status" / "c"
-    done_at_kill = None
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            done = len(os.listdir(status_dir)) if status_dir.exists() else 0
-            if done >= 2:
-                proc.send_signal(signal.SIGKILL)
-                done_at_kill = done
-                break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    done_at_kill = kill_after_models_written(cmd, target, 2)
     assert done_at_kill is not None and done_at_kill < n, "generation finished before it could be killed"
     partial = zoo.open(target).status_counts()
     assert 0 < partial["ok"] < n and partial["pending"] > 0
