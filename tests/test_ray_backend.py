@@ -148,7 +148,7 @@ def test_ray_generate_equals_local_on_a_two_stage_model_tree(ray_head, tmp_path)
     assert local.status_counts() == remote.status_counts()
 
 
-def test_a_dead_task_loses_only_its_population_and_a_retry_or_rerun_completes(ray_head, tiny_zoo_path, tmp_path):
+def test_a_dead_task_loses_only_its_population_and_a_retry_completes_it(ray_head, tiny_zoo_path, tmp_path):
     spec = load_spec(TINY_SPEC)
     z = create_or_resume(spec, tmp_path / "ray.zarr")
     pops = pending_populations(z, spec)
