@@ -230,7 +230,15 @@ def run_local(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm) -
                              on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
 
 
-BACKENDS: dict[str, Callable[[Zoo, Any, Sequence[Population], tqdm], None]] = {"local": run_local}
+def run_ray(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm, **options: Any) -> None:
+    """The Ray backend (:func:`generators.ray_backend.run_ray`), imported only when it runs."""
+    from generators.ray_backend import run_ray as run
+
+    run(z, spec, populations, bar, **options)
+
+
+#: backend name -> ``run(z, spec, populations_of_one_stage, bar, **options)``; it returns when the stage is written.
+BACKENDS: dict[str, Callable[..., None]] = {"local": run_local, "ray": run_ray}
 
 
 def write_splits(z: Zoo, spec: Any) -> None:
@@ -259,15 +267,23 @@ POST_GENERATION_STEPS: list[Callable[[Zoo, Any], None]] = [write_splits, write_n
 
 
 def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: bool = True, backend: str = "local",
-             stages: Sequence[int] | None = None) -> Zoo:
+             stages: Sequence[int] | None = None, address: str | None = None,
+             backend_options: Mapping[str, Any] | None = None) -> Zoo:
     """Create (or resume) the zoo of ``spec`` at ``out`` and train every model not yet complete.
 
     ``spec`` is a spec object, a YAML path, a shipped spec name or a dict, of any kind. Stages run in
     order (``stages`` restricts them, e.g. ``[0]`` trains only a tree's bases); then
-    :data:`POST_GENERATION_STEPS`.
+    :data:`POST_GENERATION_STEPS`. ``backend`` (a :data:`BACKENDS` name) trains each stage; ``address``
+    (the Ray cluster, ``auto`` or ``HOST:PORT``) and ``backend_options`` (e.g. ``cpus_per_task``) go to it.
     """
     if backend not in BACKENDS:
         raise SpecError(f"backend {backend!r} is not available; this version has {sorted(BACKENDS)}")
+    options = dict(backend_options or {}, **({} if address is None else {"address": address}))
+    if backend == "local" and options:
+        raise SpecError(f"the local backend takes no options, got {sorted(options)} (--address is for --backend ray)")
+    if "://" in str(out):
+        raise SpecError(f"--out {out}: generation writes a local (or shared-filesystem) directory; URL stores are "
+                        "read-only")
     spec = as_spec(spec)
     z = create_or_resume(spec, out)
     todo = [p for p in pending_populations(z, spec) if stages is None or p.stage in stages]
@@ -275,7 +291,7 @@ def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: boo
     bar = tqdm(total=total, desc=f"training {spec.name}", unit="model-epoch", disable=not progress or total == 0)
     try:
         for stage in sorted({p.stage for p in todo}):
-            BACKENDS[backend](z, spec, [p for p in todo if p.stage == stage], bar)
+            BACKENDS[backend](z, spec, [p for p in todo if p.stage == stage], bar, **options)
     finally:
         bar.close()
     for step in POST_GENERATION_STEPS:

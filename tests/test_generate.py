@@ -9,13 +9,14 @@ import torch
 import yaml
 
 import zoo
-from kill_helpers import generate_and_kill
 from generators.phase_grid import generate, plan_models
 from generators.population import Member, train_single
 from generators.phase_grid import population_config
 from generators.spec import load_spec
 from zoo.errors import SpecError
 from zoo.tasks import build_task
+
+from killing import grid_spec_with_reference, kill_after_models_written
 
 
 def test_tiny_zoo_is_complete_and_consistent(tiny_zoo, tiny_spec):
@@ -85,16 +86,13 @@ def _cli(*args, **kw):
 
 
 @pytest.mark.slow
-def test_killed_generation_resumes_to_the_same_zoo(tmp_path, tiny_spec):
-    spec = dict(tiny_spec, grid={"load": {"param": "width", "values": [4, 8, 12, 16]},
-                                 "temperature": {"param": "batch_size", "values": [16, 32, 64]}}, epochs=3)
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(spec))
-    ref = generate(spec, tmp_path / "ref.zarr", progress=False)
+def test_killed_generation_resumes_to_the_same_zoo(tmp_path):
+    spec_file, ref = grid_spec_with_reference(tmp_path, epochs=3)
     n = ref.n_models
 
     target = tmp_path / "killed.zarr"
-    done_at_kill = generate_and_kill(spec_file, target, at_least=3)
+    done_at_kill = kill_after_models_written([sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out",
+                                              str(target), "--quiet"], target, 3)
     assert done_at_kill is not None and done_at_kill < n, "generation finished before it could be killed"
     partial = zoo.open(target).status_counts()
     assert 0 < partial["ok"] < n and partial["pending"] > 0

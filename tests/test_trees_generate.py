@@ -10,7 +10,7 @@ import torch
 import yaml
 
 import zoo
-from kill_helpers import generate_and_kill
+from killing import generate_and_kill
 from generators.driver import generate
 from generators.report import print_summary
 from generators.spec import load_spec

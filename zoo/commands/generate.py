@@ -9,7 +9,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from generators.driver import generate
     from generators.report import print_summary
 
-    z = generate(args.spec, args.out, backend=args.backend, progress=not args.quiet)
+    z = generate(args.spec, args.out, backend=args.backend, address=args.address, progress=not args.quiet)
     print_summary(z)
     return 0 if z.status_counts()["pending"] == 0 else 1
 
@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "(resumable)")
     p.add_argument("spec", help="YAML spec file, or the name of a shipped spec (e.g. 'demo', 'tree_demo')")
     p.add_argument("--out", required=True, help="store path (a directory ending in .zarr)")
-    p.add_argument("--backend", default="local", choices=["local"], help="where populations are trained")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="where populations are trained: this process (local) or Ray tasks (ray; see docs/BACKENDS.md)")
+    p.add_argument("--address", default=None,
+                   help="with --backend ray: the cluster to use, 'auto' or HOST:PORT (default: start a local instance)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)

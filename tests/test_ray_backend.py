@@ -1,0 +1,204 @@
+"""The Ray backend against a local Ray instance that these tests start (``num_cpus=2``) and stop.
+
+Each test drives generation through the Ray head's address, so the tests pay for one head; what Ray
+trains must equal the local backend bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from tqdm import tqdm
+
+ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' extra: pip install 'weightzoo[ray]'")
+
+import zoo  # noqa: E402
+from generators.driver import create_or_resume, generate, pending_populations, train_population_job  # noqa: E402
+from generators.ray_backend import POLL_S, PopulationsLostError, run_ray  # noqa: E402
+from generators.spec import load_spec  # noqa: E402
+from zoo.errors import SpecError, ZooError  # noqa: E402
+
+from conftest import TINY_SPEC  # noqa: E402
+from killing import grid_spec_with_reference, kill_after_models_written  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+# The head runs until the test closes its stdin, then shuts Ray down (which stops the processes it started).
+HEAD = textwrap.dedent("""
+    import sys, ray
+    context = ray.init(num_cpus=2, include_dashboard=False)
+    print(context.address_info["gcs_address"], flush=True)
+    sys.stdin.read()
+    ray.shutdown()
+""")
+
+# Used only where the shipped quick tree spec is absent: two stages (2 bases, then 2 children each).
+TREE_FALLBACK = {
+    "name": "tree_quick", "kind": "model_tree", "task": {"source": "mnist1d", "train_fraction": 0.25},
+    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 64},
+    "bases": {"architecture": {"name": "mlp", "width": 16, "depth": 1}, "seeds": 2, "epochs": 3},
+    "children": {"seed": 0, "epochs": 2, "optimizer": {"lr": 0.02},
+                 "families": {"class_subset": {"count": 1, "size": [3, 5]}, "label_permutation": {"count": 1}}},
+}
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """The GCS address (``HOST:PORT``) of a Ray head with 2 CPUs. Token authentication is off for this
+    short-lived test head (the mode is read when ray is imported, so this process could not follow it)."""
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    with open(log, "w") as err:
+        head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=dict(os.environ, RAY_AUTH_MODE="disabled"))
+    try:
+        address = head.stdout.readline().strip()
+        assert address, f"the Ray head did not start:\n{log.read_text()}"
+        yield address
+    finally:
+        head.stdin.close()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+
+
+def tree_spec():
+    try:
+        return load_spec("tree_quick")
+    except SpecError:
+        return load_spec(TREE_FALLBACK)
+
+
+def assert_same_models(a: zoo.Zoo, b: zoo.Zoo) -> None:
+    """Bitwise equal weights (every checkpoint), metrics, curves, status and records (less wall time)."""
+    assert a.architectures.keys() == b.architectures.keys()
+    for key in a.architectures:
+        ids = a.models.query("arch_key == @key")["model_id"].tolist()
+        for c in range(len(a.checkpoint_epochs)):
+            np.testing.assert_array_equal(a.weights(ids, c).numpy(), b.weights(ids, c).numpy())
+    for name in a.metric_names:
+        np.testing.assert_array_equal(a.metric(name), b.metric(name))
+    np.testing.assert_array_equal(a.curve(), b.curve())
+    np.testing.assert_array_equal(a.status_codes(), b.status_codes())
+    pd.testing.assert_frame_equal(a.models.drop(columns="wall_time_s"), b.models.drop(columns="wall_time_s"),
+                                  check_like=True)  # column order follows the key order of the spec file
+
+
+def assert_same_zoo(a: zoo.Zoo, b: zoo.Zoo) -> None:
+    """:func:`assert_same_models`, and the same splits and normalisation statistics."""
+    assert_same_models(a, b)
+    assert a.split_names == b.split_names
+    for name in a.split_names:
+        np.testing.assert_array_equal(a.split(name), b.split(name))
+    assert json.dumps(a.meta.get("normalization"), sort_keys=True) == json.dumps(b.meta.get("normalization"),
+                                                                                 sort_keys=True)
+
+
+class CountingBar(tqdm):
+    """A real bar (written to a buffer) that remembers each update."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total=total, file=io.StringIO(), mininterval=0)
+        self.updates: list[int] = []
+
+    def update(self, n=1):
+        self.updates.append(n)
+        return super().update(n)
+
+
+def test_ray_stage_equals_local_and_reports_each_epoch(ray_head, tiny_zoo_path, tmp_path):
+    spec = load_spec(TINY_SPEC)
+    z = create_or_resume(spec, tmp_path / "ray.zarr")
+    pops = pending_populations(z, spec)
+    total = sum(len(p.model_ids) * p.epochs for p in pops)
+    bar = CountingBar(total)
+
+    def pause_after_first_epoch(store, spec_dict, model_ids, *, on_epoch, **kw):  # so the driver sees epoch 1
+        def report(epoch):
+            on_epoch(epoch)
+            if epoch == 1:
+                time.sleep(2 * POLL_S)
+        return train_population_job(store, spec_dict, model_ids, on_epoch=report, **kw)
+
+    run_ray(z, spec, pops, bar, address=ray_head, job=pause_after_first_epoch)
+    assert bar.n == total and z.status_counts()["ok"] == z.n_models
+    one_epoch = len(pops[0].model_ids)
+    assert one_epoch in bar.updates and len(bar.updates) > len(pops)  # per epoch, not per finished population
+    assert_same_models(z, zoo.open(tiny_zoo_path))  # splits and statistics come from the driver afterwards
+
+
+def test_ray_generate_equals_local_on_a_two_stage_model_tree(ray_head, tmp_path):
+    spec = tree_spec()
+    assert sorted({p.stage for p in pending_populations(create_or_resume(spec, tmp_path / "plan.zarr"), spec)}) \
+        == [0, 1]
+    local = generate(spec, tmp_path / "local.zarr", progress=False)
+    remote = generate(spec, tmp_path / "ray.zarr", progress=False, backend="ray", address=ray_head)
+    assert remote.status_counts()["pending"] == 0
+    assert_same_zoo(zoo.open(tmp_path / "ray.zarr"), zoo.open(tmp_path / "local.zarr"))
+    assert local.status_counts() == remote.status_counts()
+
+
+def test_a_dead_task_loses_only_its_population_and_a_retry_completes_it(ray_head, tiny_zoo_path, tmp_path):
+    spec = load_spec(TINY_SPEC)
+    z = create_or_resume(spec, tmp_path / "ray.zarr")
+    pops = pending_populations(z, spec)
+    victim = pops[1].model_ids
+    marker = tmp_path / "crashed-once"
+
+    def crash_once(store, spec_dict, model_ids, **kw):  # the worker process dies as in a crash or OOM kill
+        if model_ids == victim and not marker.exists():
+            marker.write_text("x")
+            os._exit(1)
+        return train_population_job(store, spec_dict, model_ids, **kw)
+
+    with pytest.raises(PopulationsLostError, match="Rerun the same command") as err:
+        run_ray(z, spec, pops, CountingBar(1), address=ray_head, max_retries=0, job=crash_once)
+    assert err.value.model_ids == victim
+    status = z.models.set_index("model_id")["status"]
+    assert (status[victim] == "pending").all() and (status.drop(victim) == "ok").all()
+
+    marker.unlink()  # crashes again, and Ray's retry trains it
+    left = pending_populations(z, spec)
+    assert [p.model_ids for p in left] == [victim]
+    run_ray(z, spec, left, CountingBar(1), address=ray_head, max_retries=1, job=crash_once)
+    assert marker.exists() and z.status_counts()["ok"] == z.n_models
+
+    generate(spec, tmp_path / "ray.zarr", progress=False, backend="ray", address=ray_head)  # post-generation steps
+    assert_same_zoo(zoo.open(tmp_path / "ray.zarr"), zoo.open(tiny_zoo_path))
+
+
+def test_cli_generation_on_ray_killed_part_way_resumes_to_the_local_zoo(ray_head, tmp_path):
+    spec_file, ref = grid_spec_with_reference(tmp_path, epochs=3)
+    n = ref.n_models
+    target = tmp_path / "ray.zarr"
+    cmd = [sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out", str(target), "--quiet",
+           "--backend", "ray", "--address", ray_head]
+
+    done_at_kill = kill_after_models_written(cmd, target, 2)
+    assert done_at_kill is not None and done_at_kill < n, "generation finished before it could be killed"
+    partial = zoo.open(target).status_counts()
+    assert 0 < partial["ok"] < n and partial["pending"] > 0
+
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert zoo.open(target).status_counts() == {"pending": 0, "ok": n, "diverged": 0, "failed": 0}
+    assert_same_zoo(zoo.open(target), ref)
+
+
+def test_an_address_ray_cannot_use_is_a_clear_error(tmp_path):
+    from generators.ray_backend import ray_session
+
+    with pytest.raises(ZooError, match="cannot start or connect to the Ray cluster at 'no-port-here'"):
+        with ray_session("no-port-here"):
+            pass
+    assert not ray.is_initialized()
