@@ -16,7 +16,7 @@ from generators.spec import load_spec
 from zoo.errors import SpecError
 from zoo.tasks import build_task
 
-from killing import grid_spec_with_reference, kill_after_models_written
+from killing import generate_and_kill, grid_spec_with_reference
 
 
 def test_tiny_zoo_is_complete_and_consistent(tiny_zoo, tiny_spec):
@@ -91,8 +91,7 @@ def test_killed_generation_resumes_to_the_same_zoo(tmp_path):
     n = ref.n_models
 
     target = tmp_path / "killed.zarr"
-    done_at_kill = kill_after_models_written([sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out",
-                                              str(target), "--quiet"], target, 3)
+    done_at_kill = generate_and_kill(spec_file, target, at_least=3)
     assert done_at_kill is not None and done_at_kill < n, "generation finished before it could be killed"
     partial = zoo.open(target).status_counts()
     assert 0 < partial["ok"] < n and partial["pending"] > 0

@@ -25,7 +25,7 @@ import zoo  # noqa: E402
 from generators.driver import create_or_resume, generate, pending_populations, train_population_job  # noqa: E402
 from generators.ray_backend import POLL_S, PopulationsLostError, run_ray  # noqa: E402
 from generators.spec import load_spec  # noqa: E402
-from zoo.errors import SpecError, ZooError  # noqa: E402
+from zoo.errors import ZooError  # noqa: E402
 
 from conftest import TINY_SPEC  # noqa: E402
 from killing import grid_spec_with_reference, kill_after_models_written  # noqa: E402
@@ -40,16 +40,6 @@ HEAD = textwrap.dedent("""
     sys.stdin.read()
     ray.shutdown()
 """)
-
-# Used only where the shipped quick tree spec is absent: two stages (2 bases, then 2 children each).
-TREE_FALLBACK = {
-    "name": "tree_quick", "kind": "model_tree", "task": {"source": "mnist1d", "train_fraction": 0.25},
-    "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "batch_size": 64},
-    "bases": {"architecture": {"name": "mlp", "width": 16, "depth": 1}, "seeds": 2, "epochs": 3},
-    "children": {"seed": 0, "epochs": 2, "optimizer": {"lr": 0.02},
-                 "families": {"class_subset": {"count": 1, "size": [3, 5]}, "label_permutation": {"count": 1}}},
-}
-
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
@@ -73,10 +63,7 @@ def ray_head(tmp_path_factory):
 
 
 def tree_spec():
-    try:
-        return load_spec("tree_quick")
-    except SpecError:
-        return load_spec(TREE_FALLBACK)
+    return load_spec("tree_quick")
 
 
 def assert_same_models(a: zoo.Zoo, b: zoo.Zoo) -> None:
