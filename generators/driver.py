@@ -14,7 +14,8 @@ The driver knows nothing about phase grids or model trees. Each spec ``kind`` su
 :func:`generate` runs the stages in order; inside a stage the populations are independent, and
 :func:`train_population_job` -- given only the store path, the spec and the model ids -- trains one of
 them and writes its members, which is the unit a distributed backend (Ray) schedules. After the last
-stage the steps of :data:`POST_GENERATION_STEPS` run in order (splits, normalisation statistics).
+stage the steps of :data:`POST_GENERATION_STEPS` run in order (splits, normalisation statistics,
+landscape metrics, phase labels; see :mod:`generators.analysis`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.tasks import TaskData, build_task
 
+from generators.analysis import compute_landscape_step, label_phases_step
 from generators.population import Member, PopulationConfig, train_population
 from generators.spec import load_spec
 
@@ -136,6 +138,8 @@ def create_or_resume(spec: Any, out: str | Path) -> Zoo:
         if stored != spec.spec_hash:
             raise SpecError(f"{out} was generated from a different spec (hash {stored}, this spec {spec.spec_hash});"
                             " use another --out or delete the store")
+        if z.meta.get("spec") != spec.raw:  # same training, other analysis settings: record the new ones
+            z._update_meta(spec=spec.raw)
         return z
     plan = kind_of(spec).plan(spec)
     attrs = {"kind": spec.kind, "name": spec.name, "spec": spec.raw, "spec_hash": spec.spec_hash, **plan.attrs}
@@ -241,7 +245,7 @@ def run_ray(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm, **o
 BACKENDS: dict[str, Callable[..., None]] = {"local": run_local, "ray": run_ray}
 
 
-def write_splits(z: Zoo, spec: Any) -> None:
+def write_splits(z: Zoo, spec: Any, *, progress: bool = True) -> None:
     """Store the kind's standard splits that the store does not have yet (they never change)."""
     existing = set(z.split_names)
     for name, codes, settings in kind_of(spec).splits(z, spec):
@@ -249,7 +253,7 @@ def write_splits(z: Zoo, spec: Any) -> None:
             z.write_split(name, codes, settings)
 
 
-def write_norm_stats(z: Zoo, spec: Any) -> None:
+def write_norm_stats(z: Zoo, spec: Any, *, progress: bool = True) -> None:
     """Once every model is complete, store the final-checkpoint normalisation statistics of the
     default split per architecture, so read-only users of the zoo share them."""
     status = z.status_codes()
@@ -262,8 +266,9 @@ def write_norm_stats(z: Zoo, spec: Any) -> None:
             norm_stats(z, arch_key, checkpoint=-1, split_name="default")
 
 
-#: What runs after the last stage, in order (landscape metrics and phase labels join this list).
-POST_GENERATION_STEPS: list[Callable[[Zoo, Any], None]] = [write_splits, write_norm_stats]
+#: What runs after the last stage, in order; each step takes ``(z, spec, *, progress)``.
+POST_GENERATION_STEPS: list[Callable[..., None]] = [write_splits, write_norm_stats, compute_landscape_step,
+                                                   label_phases_step]
 
 
 def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: bool = True, backend: str = "local",
@@ -295,5 +300,5 @@ def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: boo
     finally:
         bar.close()
     for step in POST_GENERATION_STEPS:
-        step(z, spec)
+        step(z, spec, progress=progress)
     return z

@@ -21,6 +21,8 @@ def print_summary(z: Zoo, console: Console | None = None) -> None:
                   f"checkpoints at epochs {z.checkpoint_epochs}")
     if "grid" in z.meta:
         console.print(_grid_table(z))
+    if "phases" in z.meta and "grid" in z.meta:
+        print_phase_table(z, console)
     if "tree" in z.meta:
         console.print(tree_table(z.models, list(z.meta["tree"]["families"])))
 
@@ -65,12 +67,17 @@ def tree_table(models: pd.DataFrame, families: list[str]) -> Table:
     return table
 
 
-def print_phase_table(z: Zoo, cells, console: Console | None = None) -> None:
-    """The phase of every grid cell as a load x temperature table, with the resolved thresholds."""
+def print_phase_table(z: Zoo, console: Console | None = None) -> None:
+    """The stored phase of every grid cell as a load x temperature table, with the resolved thresholds
+    (from ``attrs["phases"]``, written by :func:`generators.phases.label_phases`)."""
     console = console or Console()
     load, temp = grid_axes(z)
     rule = z.meta["phases"]
-    grid = {(int(r["grid_load_index"]), int(r["grid_temperature_index"])): r for _, r in cells.iterrows()}
+    planned = z._planned.drop_duplicates("grid_cell").set_index("grid_cell")
+    grid = {}
+    for cell in rule["cells"]:
+        row = planned.loc[cell["grid_cell"]]
+        grid[(int(row["grid_load_index"]), int(row["grid_temperature_index"]))] = cell
     table = Table(title=f"phases (rule {rule['name']} v{rule['version']}): {load['param']} (rows) x "
                         f"{temp['param']} (columns); * = agreement < 1")
     table.add_column(f"{load['param']} \\ {temp['param']}", justify="right")
@@ -79,12 +86,14 @@ def print_phase_table(z: Zoo, cells, console: Console | None = None) -> None:
     for i, lv in enumerate(load["values"]):
         row = []
         for j in range(len(temp["values"])):
-            r = grid.get((i, j))
-            if r is None or not isinstance(r["phase"], str):
+            cell = grid.get((i, j))
+            if cell is None or cell["phase"] is None:
                 row.append("-")
             else:
-                row.append(str(r["phase"]) + ("*" if np.isfinite(r["agreement"]) and r["agreement"] < 1 else ""))
+                low = cell["agreement"] is not None and cell["agreement"] < 1
+                row.append(cell["phase"] + ("*" if low else ""))
         table.add_row(str(lv), *row)
     console.print(table)
     resolved = rule.get("resolved", {})
     console.print("thresholds: " + ", ".join(f"{k}={v:.4g}" for k, v in resolved.items()))
+    console.print(f"phase_counts (models): {z.meta['phase_counts']}")

@@ -73,10 +73,13 @@ class PhaseGridSpec:
     checkpoint_epochs: list[int]
     max_population: int
     raw: dict = field(default_factory=dict)
+    analysis: Any = None  # generators.analysis.Analysis: landscape metrics and phase rule
 
     @property
     def spec_hash(self) -> str:
-        return short_hash(self.raw, 16)
+        from generators.analysis import training_record
+
+        return short_hash(training_record(self.raw), 16)
 
     @property
     def kind(self) -> str:
@@ -120,15 +123,23 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> Any:
             raise SpecError(f"{source}: not valid YAML: {exc}") from exc
         if not isinstance(spec, Mapping):
             raise SpecError(f"{source}: the spec must be a mapping of fields, got {type(spec).__name__}")
+    from generators.analysis import ANALYSIS_FIELDS, parse_analysis
+
     spec = copy.deepcopy(dict(spec))
+    analysis = parse_analysis(spec, source)
+    spec = {k: v for k, v in spec.items() if k not in ANALYSIS_FIELDS}
     kind = spec.get("kind", "phase_grid")
     if kind == "model_tree":
         from generators.tree_spec import validate_tree_spec
 
-        return validate_tree_spec(spec, source)
-    if kind != "phase_grid":
+        parsed = validate_tree_spec(spec, source)
+    elif kind != "phase_grid":
         raise _fail("kind", f"unknown kind {kind!r}; choose from {list(SPEC_KINDS)}", source)
-    return _validate(spec, source)
+    else:
+        parsed = _validate(spec, source)
+    parsed.analysis = analysis
+    parsed.raw.update(analysis.record())
+    return parsed
 
 
 def number(value: Any, name: str, source: str | None, *, integer: bool = False, positive: bool = False,

@@ -111,6 +111,7 @@ class ModelTreeSpec:
     max_population: int
     splits: dict
     raw: dict = field(default_factory=dict)
+    analysis: Any = None  # generators.analysis.Analysis: landscape metrics (no phases: no grid)
 
     @property
     def kind(self) -> str:
@@ -118,7 +119,9 @@ class ModelTreeSpec:
 
     @property
     def spec_hash(self) -> str:
-        return short_hash(self.raw, 16)
+        from generators.analysis import training_record
+
+        return short_hash(training_record(self.raw), 16)
 
     @property
     def checkpoint_epochs(self) -> list[int]:

@@ -18,6 +18,7 @@ TINY_SPEC = {
     "epochs": 2,
     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
     "checkpoints": [0, 1, 2],
+    "landscape": False,  # tests of landscape metrics and phases switch them on themselves
 }
 
 

@@ -137,6 +137,12 @@ def test_demo_quick_end_to_end_and_resume(tmp_path):
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     z = zoo.open(tmp_path / "demo" / "zoo.zarr")
     assert z.status_counts()["ok"] == z.n_models == 8
+    # the demo includes landscape metrics, phase labels and the phase diagrams
+    assert "phases (rule yang2021 v1)" in r.stdout
+    assert sum(z.meta["phase_counts"].values()) == 8 and "hessian_trace_train" in z.landscape_names
+    for name in ("phases.png", "phase_diagram.png", "hessian_trace.png", "cka.png", "mode_connectivity.png",
+                 "alpha.png"):
+        assert (tmp_path / "demo" / name).exists(), name
     t = time.perf_counter()
     r = _cli("demo", "--quick", "--out", str(tmp_path / "demo"), "--quiet")
     assert r.returncode == 0 and time.perf_counter() - t < 60

@@ -91,8 +91,8 @@ class _Run:
         return {name: shape(name) for name in names}
 
     # ------------------------------------------------------------------ per-model families
-    def declare(self) -> None:
-        for family in self.s.metrics:
+    def declare(self, families: Sequence[str]) -> None:
+        for family in families:
             for name in PER_MODEL_NAMES[family]:
                 self.z.declare_landscape(name, self.s.record(family), checkpoint=self.c,
                                          shape=self._shapes([name])[name], description=DESCRIPTIONS[name])
@@ -294,7 +294,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
 
     bar = tqdm(total=len(ok), desc="landscape metrics", unit="model", disable=not progress or not ok)
     run = _Run(z, s, c)
-    run.declare()
+    run.declare([f for f in s.metrics if f not in PAIR_FAMILIES or f in pair_families])
     tasks: dict[str, TaskData] = {}
     threads = torch.get_num_threads()
     if s.threads:

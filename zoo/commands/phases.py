@@ -15,10 +15,8 @@ def _cmd_phases(args: argparse.Namespace) -> int:
     from zoo.store import open_zoo
 
     z = open_zoo(args.store, mode="r+")
-    table = label_phases(z, args.rule)
-    console = Console()
-    print_phase_table(z, table, console)
-    console.print(f"phase_counts (models): {z.meta['phase_counts']}")
+    label_phases(z, args.rule)
+    print_phase_table(z, Console())
     return 0
 
 
