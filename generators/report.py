@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pandas as pd
 from rich.console import Console
@@ -27,21 +29,28 @@ def print_summary(z: Zoo, console: Console | None = None) -> None:
         console.print(tree_table(z.models, list(z.meta["tree"]["families"])))
 
 
+def load_temperature_table(z: Zoo, title: str, cell_text: Callable[[int, int], str], justify: str = "right"
+                           ) -> Table:
+    """A rich table with a row per load value and a column per temperature value of a phase grid;
+    ``cell_text(load_index, temperature_index)`` fills each cell."""
+    load, temp = grid_axes(z)
+    table = Table(title=title)
+    table.add_column(f"{load['param']} \\ {temp['param']}", justify="right")
+    for v in temp["values"]:
+        table.add_column(str(v), justify=justify)
+    for i, lv in enumerate(load["values"]):
+        table.add_row(str(lv), *(cell_text(i, j) for j in range(len(temp["values"]))))
+    return table
+
+
 def _grid_table(z: Zoo) -> Table:
     load, temp = grid_axes(z)
     models = z.models
     acc = cell_table(z, "test_acc", models)
     n = cell_table(z, "model_id", models, agg="count")
-    table = Table(title=f"final test accuracy (mean over seeds): {load['param']} (rows) x {temp['param']} (columns)")
-    table.add_column(f"{load['param']} \\ {temp['param']}", justify="right")
-    for v in temp["values"]:
-        table.add_column(str(v), justify="right")
-    for i, lv in enumerate(load["values"]):
-        cells = []
-        for j in range(len(temp["values"])):
-            cells.append("-" if np.isnan(acc[i, j]) else f"{acc[i, j]:.3f} (n={int(n[i, j])})")
-        table.add_row(str(lv), *cells)
-    return table
+    return load_temperature_table(
+        z, f"final test accuracy (mean over seeds): {load['param']} (rows) x {temp['param']} (columns)",
+        lambda i, j: "-" if np.isnan(acc[i, j]) else f"{acc[i, j]:.3f} (n={int(n[i, j])})")
 
 
 def _mean_acc(children: pd.DataFrame) -> str:
@@ -78,21 +87,16 @@ def print_phase_table(z: Zoo, console: Console | None = None) -> None:
     for cell in rule["cells"]:
         row = planned.loc[cell["grid_cell"]]
         grid[(int(row["grid_load_index"]), int(row["grid_temperature_index"]))] = cell
-    table = Table(title=f"phases (rule {rule['name']} v{rule['version']}): {load['param']} (rows) x "
-                        f"{temp['param']} (columns); * = agreement < 1")
-    table.add_column(f"{load['param']} \\ {temp['param']}", justify="right")
-    for v in temp["values"]:
-        table.add_column(str(v), justify="center")
-    for i, lv in enumerate(load["values"]):
-        row = []
-        for j in range(len(temp["values"])):
-            cell = grid.get((i, j))
-            if cell is None or cell["phase"] is None:
-                row.append("-")
-            else:
-                low = cell["agreement"] is not None and cell["agreement"] < 1
-                row.append(cell["phase"] + ("*" if low else ""))
-        table.add_row(str(lv), *row)
+
+    def text(i: int, j: int) -> str:
+        cell = grid.get((i, j))
+        if cell is None or cell["phase"] is None:
+            return "-"
+        low = cell["agreement"] is not None and cell["agreement"] < 1
+        return cell["phase"] + ("*" if low else "")
+
+    table = load_temperature_table(z, f"phases (rule {rule['name']} v{rule['version']}): {load['param']} (rows) x "
+                                      f"{temp['param']} (columns); * = agreement < 1", text, justify="center")
     console.print(table)
     resolved = rule.get("resolved", {})
     console.print("thresholds: " + ", ".join(f"{k}={v:.4g}" for k, v in resolved.items()))
