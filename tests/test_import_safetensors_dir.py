@@ -1,6 +1,5 @@
 """The ``safetensors-dir`` importer on a Model-J-style tree of per-model safetensors files."""
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file

@@ -146,7 +146,7 @@ def test_bad_inputs_give_clear_errors(rich, round_trips, tmp_path):
         export_zoo(rich, "csv", tmp_path / "x", progress=False)
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f["x"] = np.zeros(3)
-    with pytest.raises(ZooError, match=r"plain.h5: not a weightzoo HDF5 export"):
+    with pytest.raises(ZooError, match=r"plain.h5: root attribute 'weightzoo_interchange' is not a 'weightzoo-hdf5'"):
         import_zoo(tmp_path / "plain.h5", "hdf5", tmp_path / "a.zarr", progress=False)
     st = tmp_path / "st"
     export_zoo(rich, "safetensors", st, progress=False)

@@ -27,6 +27,7 @@ from zoo.format import FORMAT_VERSION
 from zoo.layout import ParamEntry, ParamLayout, PermAxis
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.dataset import ZooDataset, norm_stats
+from zoo.loader import ZooBatchLoader
 from zoo.tasks import TaskData, build_task, task_sources
 
 open = open_zoo  # noqa: A001 - the public name is zoo.open(path)
@@ -35,6 +36,6 @@ __all__ = [
     "__version__", "FORMAT_VERSION", "Zoo", "open", "open_zoo", "create_zoo", "ParamLayout", "ParamEntry",
     "PermAxis", "architecture_names", "build_architecture", "layout_of", "load_flat_weights",
     "register_architecture", "ZooError", "NotAZooError", "FormatVersionError", "CorruptChunkError",
-    "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "norm_stats", "TaskData",
+    "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "ZooBatchLoader", "norm_stats", "TaskData",
     "build_task", "task_sources",
 ]

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from zoo.errors import ZooError
 from zoo.format import ROOT_ATTR
 from zoo.interchange.output import atomic_output
-from zoo.interchange.skeleton import StoreSkeleton, as_numpy, row_blocks
+from zoo.interchange.skeleton import StoreSkeleton, as_numpy, parse_format_document, row_blocks
 from zoo.store import Zoo, open_zoo
 
 FORMAT = "weightzoo-hdf5"
@@ -101,16 +101,8 @@ def export_hdf5(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
 
 
 def _read_skeleton(f: h5py.File, src: Path) -> StoreSkeleton:
-    marker = f.attrs.get("weightzoo_interchange")
-    try:
-        marker = json.loads(marker) if marker is not None else None
-    except (TypeError, ValueError):
-        marker = None
-    if not isinstance(marker, dict) or marker.get("format") != FORMAT:
-        raise ZooError(f"{src}: not a weightzoo HDF5 export (root attribute 'weightzoo_interchange' is missing "
-                       f"or not {{\"format\": \"{FORMAT}\"}})")
-    if int(marker.get("version", 0)) > VERSION:
-        raise ZooError(f"{src}: written by a newer weightzoo (HDF5 interchange version {marker['version']})")
+    parse_format_document(f.attrs.get("weightzoo_interchange"), FORMAT, VERSION,
+                          f"{src}: root attribute 'weightzoo_interchange'")
     nodes: dict[str, dict] = {}
 
     def parse(path: str, attrs) -> dict:

@@ -38,6 +38,7 @@ from zoo.interchange.skeleton import (
     RowReader,
     RowWriter,
     StoreSkeleton,
+    parse_format_document,
     read_model_arrays,
     read_zoo_arrays,
     write_model_arrays,
@@ -176,19 +177,6 @@ def export_hf(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
     return out
 
 
-def _read_doc(ds: Any, src: Path) -> dict:
-    try:
-        doc = json.loads(ds.info.description or "")
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ZooError(f"{src}: not a weightzoo HF export (dataset_info.json 'description' is not a "
-                       f"{FORMAT!r} JSON document)")
-    if int(doc.get("version", 0)) > VERSION:
-        raise ZooError(f"{src}: written by a newer weightzoo (HF interchange version {doc['version']})")
-    return doc
-
-
 def import_hf(src: str | os.PathLike, out: str | os.PathLike, progress: bool = True,
               batch_rows: int = 512) -> Zoo:
     """Rebuild a store at ``out`` from a dataset written by :func:`export_hf` (rows in any order)."""
@@ -201,7 +189,7 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, progress: bool = T
         raise ZooError(f"{src}: not a dataset saved with save_to_disk ({exc})") from exc
     if not isinstance(ds, datasets.Dataset):
         raise ZooError(f"{src}: holds a DatasetDict {list(ds)}; a weightzoo export is a single Dataset")
-    doc = _read_doc(ds, src)
+    doc = parse_format_document(ds.info.description, FORMAT, VERSION, f"{src}: dataset_info.json 'description'")
     skel = StoreSkeleton.from_record(doc.get("skeleton"), str(src))
     n, epochs = skel.n_models, skel.checkpoint_epochs
     arrays = [p for p in skel.paths("model") if not p.startswith("models/") or p in ds.column_names]

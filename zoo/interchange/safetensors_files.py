@@ -48,6 +48,7 @@ from zoo.interchange.skeleton import (
     RowReader,
     RowWriter,
     StoreSkeleton,
+    parse_format_document,
     read_model_arrays,
     read_zoo_arrays,
     write_model_arrays,
@@ -170,15 +171,7 @@ def _read_sidecar(src: Path) -> dict:
     if not path.is_file():
         raise ZooError(f"{src}: no {SIDECAR}; not a weightzoo safetensors export "
                        "(to import plain per-model safetensors files use the 'safetensors-dir' importer)")
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ZooError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ZooError(f"{path}: field 'format' is {doc.get('format') if isinstance(doc, dict) else None!r}, "
-                       f"expected {FORMAT!r}")
-    if int(doc.get("version", 0)) > VERSION:
-        raise ZooError(f"{path}: written by a newer weightzoo (safetensors interchange version {doc['version']})")
+    doc = parse_format_document(path.read_text(), FORMAT, VERSION, str(path))
     return doc
 
 

@@ -260,3 +260,17 @@ class RowReader:
             self.block = np.asarray(self.array[start:min(start + self.block_rows, self.array.shape[0])])
             self.start = start
         return self.block[row - start]
+
+
+def parse_format_document(text: str | None, fmt: str, version: int, where: str) -> dict:
+    """The JSON document ``text`` that marks an export, checked: ``format`` must be ``fmt`` and its
+    ``version`` at most ``version``. ``where`` names the file and field for errors."""
+    try:
+        doc = json.loads(text) if text else None
+    except (TypeError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise ZooError(f"{where} is not a {fmt!r} JSON document: not a weightzoo export of that format")
+    if int(doc.get("version", 0)) > version:
+        raise ZooError(f"{where}: written by a newer weightzoo ({fmt} version {doc['version']}, this reads {version})")
+    return doc
