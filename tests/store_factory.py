@@ -23,7 +23,8 @@ def _arch(name: str, input_shape, n_classes: int, config: dict) -> tuple[str, di
 def make_rich_store(path, n: int = 10, seed: int = 0) -> zoo.Zoo:
     """``n`` models of two architectures, 3 checkpoints; model 2 diverged (NaN/inf weights), model 5
     failed (no weights), model 7 pending; splits, normalisation statistics, landscape metrics (scalar
-    and vector), a pair metric and phase labels."""
+    and vector), a pair metric and phase labels; a planned column ``phase`` that ``Zoo.models`` hides
+    behind the phase labels."""
     rng = np.random.default_rng(seed)
     k_mlp, a_mlp = _arch("mlp", (40,), 10, {"width": 8, "depth": 2, "activation": "tanh"})
     k_cnn, a_cnn = _arch("cnn1d", (40,), 10, {"width": 4, "depth": 1})
@@ -35,6 +36,7 @@ def make_rich_store(path, n: int = 10, seed: int = 0) -> zoo.Zoo:
         "optimizer": rng.choice(["sgd", "adam"], n), "nesterov": rng.random(n) > 0.5,
         "init_seed": np.arange(n, dtype=np.int64) * 7, "grid_temperature": rng.random(n).astype(np.float32),
         "parent_id": np.full(n, -1, dtype=np.int64),
+        "phase": rng.choice(["planned-a", "planned-b"], n),  # a planned column Zoo.models overwrites
     })
     z = zoo.create_zoo(path, models=models, architectures={k_mlp: a_mlp, k_cnn: a_cnn},
                        tasks={"t0": {"source": "mnist1d", "train_fraction": 0.1}}, checkpoint_epochs=[0, 1, 3],

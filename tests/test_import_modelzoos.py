@@ -224,3 +224,27 @@ def test_mlp_trials_and_wrong_shapes(tmp_path):
     (root / "mlp_trial" / "params.json").write_text(json.dumps({**config, "model::h_dim": [31, 31]}))
     with pytest.raises(ZooError, match=r"checkpoint_000000/checkpoints: tensor 'module_list.0.weight' has shape"):
         import_public(root, "modelzoos", tmp_path / "mlp3.zarr", progress=False)
+
+
+def test_interrupted_import_resumes_and_never_looks_complete(zoo_dir, tmp_path, monkeypatch):
+    import zoo.importers.modelzoos as mz
+
+    root, _ = zoo_dir
+    calls = []
+    real = mz.load_state_dict
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) == 6:  # in the second trial
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(mz, "load_state_dict", flaky)
+    out = tmp_path / "mz.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        import_public(root, "modelzoos", out, progress=False)
+    assert not out.exists() and (tmp_path / ".mz.zarr.partial").is_dir()
+    z = import_public(root, "modelzoos", out, progress=False)
+    assert len(calls) == 6 + 4 + 2  # the first trial (4 checkpoints) was not read again
+    assert z.status_counts() == {"pending": 0, "ok": 2, "diverged": 0, "failed": 1}
+    assert not (tmp_path / ".mz.zarr.partial").exists()

@@ -155,6 +155,7 @@ class ZooBatchLoader:
                 yield self._batch(weights.index_select(0, rows[i:i + b]), positions[i:i + b])
                 i += b
             carry_w, carry_p = weights.index_select(0, rows[i:]), positions[i:]
+            del weights  # only the prefetched buffer stays alive while the next one is read
         if len(carry_p) and not self.drop_last:
             yield self._batch(carry_w, carry_p)
         self.epoch += 1

@@ -87,13 +87,12 @@ def _array_feature(skel: StoreSkeleton, path: str):
     return datasets.List(inner) if rest else inner
 
 
-def _derived_columns(z: Zoo) -> set[str]:
-    """Names ``Zoo.models`` computes from results; a planned column of the same name is hidden by them."""
-    table = z.models
-    return {c for c in table.columns if c not in z.meta["columns"]} | (
-        set(z.meta["columns"]) & ({"status", "wall_time_s", "diverged_epoch", "error", "phase"}
-                                  | set(z.metric_names) | set(z.meta.get("landscape", {}))
-                                  | {c for c in table.columns if c.startswith("version_")}))
+def _hidden_planned(z: Zoo) -> list[str]:
+    """Planned columns that ``Zoo.models`` overwrites with a result of the same name (exported again
+    under ``models/<column>`` so the import can restore them)."""
+    derived = {"status", "wall_time_s", "diverged_epoch", "error", "phase", *z.metric_names,
+               *z.meta.get("landscape", {})}
+    return sorted(c for c in z.meta["columns"] if c in derived or c.startswith("version_"))
 
 
 def _schema(z: Zoo, skel: StoreSkeleton) -> tuple[Any, list[str], list[str]]:
@@ -101,7 +100,7 @@ def _schema(z: Zoo, skel: StoreSkeleton) -> tuple[Any, list[str], list[str]]:
     import datasets
 
     table = z.models
-    hidden = sorted(_derived_columns(z) & set(z.meta["columns"]))
+    hidden = _hidden_planned(z)
     clash = [c for c in table.columns if c in ROW_KEYS[1:]]
     if clash:
         raise ZooError(f"{z.path}: models-table columns {clash} clash with the HF row keys {list(ROW_KEYS)}")
