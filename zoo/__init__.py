@@ -32,6 +32,7 @@ from zoo.format import FORMAT_VERSION
 from zoo.layout import ParamEntry, ParamLayout, PermAxis
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.dataset import ZooDataset, norm_stats
+from zoo.batch_loader import ZooBatchLoader
 from zoo.tasks import TaskData, build_task, task_sources
 from zoo.catalog import CatalogEntry, load_catalog
 from zoo.loader import load
@@ -43,7 +44,8 @@ __all__ = [
     "__version__", "FORMAT_VERSION", "Zoo", "open", "open_zoo", "create_zoo", "ParamLayout", "ParamEntry",
     "PermAxis", "architecture_names", "build_architecture", "layout_of", "load_flat_weights",
     "register_architecture", "ZooError", "NotAZooError", "FormatVersionError", "CorruptChunkError",
-    "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "norm_stats", "TaskData",
+    "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "ZooBatchLoader", "norm_stats",
+    "TaskData",
     "build_task", "task_sources", "load", "load_catalog", "CatalogEntry", "CatalogError", "DownloadError",
     "ChecksumError", "OfflineError",
     "class_multi_hot",

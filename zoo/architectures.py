@@ -259,11 +259,15 @@ class CNN2D(nn.Module):
     Defaults: conv 8 (5x5) → maxpool 2 → conv 6 (5x5) → maxpool 2 → conv 4 (2x2) → flatten → fc 20 →
     fc ``n_classes``; on ``28x28x1`` inputs that is 36 flattened features and 2,464 parameters.
     Input ``[B, C, H, W]``, ``[B, H, W]`` or ``[B, H*W*C]`` (reshaped to ``input_shape``).
+
+    ``pool_first`` applies the max-pool before the activation, as the Model Zoos code does
+    (``Conv2d → MaxPool2d → nonlinearity``). For monotone activations (tanh, relu, sigmoid, leaky relu)
+    both orders compute the same function; for GELU and SiLU they differ.
     """
 
     def __init__(self, input_shape: Sequence[int], n_classes: int, channels: Sequence[int] = (8, 6, 4),
                  kernels: Sequence[int] = (5, 5, 2), pools: Sequence[int] = (2, 2, 1), hidden: int = 20,
-                 activation: str = "tanh") -> None:
+                 activation: str = "tanh", pool_first: bool = False) -> None:
         super().__init__()
         shape = tuple(input_shape)
         if len(shape) == 2:
@@ -274,6 +278,7 @@ class CNN2D(nn.Module):
             raise ValueError("CNN2D: channels, kernels and pools must have the same length")
         self.input_shape = shape
         self.act = _activation(activation)
+        self.pool_first = bool(pool_first)
         self.pools = [int(p) for p in pools]
         c, h, w = shape
         convs = []
@@ -291,8 +296,11 @@ class CNN2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.reshape(x.shape[0], *self.input_shape)
         for conv, p in zip(self.convs, self.pools):
-            h = self.act(conv(h))
-            if p > 1:
+            h = conv(h)
+            if self.pool_first and p > 1:
+                h = F.max_pool2d(h, p)
+            h = self.act(h)
+            if not self.pool_first and p > 1:
                 h = F.max_pool2d(h, p)
         return self.fc2(self.act(self.fc1(h.flatten(1))))
 
@@ -306,6 +314,60 @@ class CNN2D(nn.Module):
 
 @register_architecture("cnn2d")
 def _build_cnn2d(input_shape, n_classes, channels=(8, 6, 4), kernels=(5, 5, 2), pools=(2, 2, 1), hidden=20,
-                 activation="tanh"):
+                 activation="tanh", pool_first=False):
     return CNN2D(input_shape, n_classes, channels=channels, kernels=kernels, pools=pools, hidden=hidden,
-                 activation=activation)
+                 activation=activation, pool_first=pool_first)
+
+
+# ---------------------------------------------------------------------------- CNN of the Small CNN Zoo
+SMALLCNN_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    **ACTIVATIONS,
+    "selu": F.selu,  # Keras and PyTorch use the same SELU constants
+    "elu": F.elu,  # alpha = 1 in both
+    "softplus": F.softplus,
+    "linear": lambda x: x,
+}
+
+
+class SmallCNN(nn.Module):
+    """CNN of the Small CNN Zoo (Unterthiner et al. 2020, ``dnn_predict_accuracy``).
+
+    ``depth`` conv layers of ``width`` channels, ``kernel_size`` x ``kernel_size``, stride ``stride``,
+    no padding (Keras ``padding="valid"``), each followed by the activation; then global average
+    pooling and a linear classifier. The defaults (3 layers of 16 channels, 3x3, stride 2) on one input
+    channel give the zoo's 4,970 parameters. Input ``[B, C, H, W]`` or ``[B, H, W]`` (one channel).
+    """
+
+    def __init__(self, input_shape: Sequence[int], n_classes: int, width: int = 16, depth: int = 3,
+                 kernel_size: int = 3, stride: int = 2, activation: str = "relu") -> None:
+        super().__init__()
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) not in (2, 3):
+            raise ValueError(f"SmallCNN needs input_shape (C, H, W) or (H, W), got {input_shape}")
+        self.in_channels = 1 if len(shape) == 2 else shape[0]
+        if activation not in SMALLCNN_ACTIVATIONS:
+            raise UnknownNameError(f"unknown activation {activation!r}; choose from {sorted(SMALLCNN_ACTIVATIONS)}")
+        self.act = SMALLCNN_ACTIVATIONS[activation]
+        c_in, convs = self.in_channels, []
+        for _ in range(int(depth)):
+            convs.append(nn.Conv2d(c_in, int(width), int(kernel_size), stride=int(stride)))
+            c_in = int(width)
+        self.convs = nn.ModuleList(convs)
+        self.head = nn.Linear(c_in, int(n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if x.dim() == 4 else x.reshape(x.shape[0], self.in_channels, *x.shape[-2:])
+        for conv in self.convs:
+            h = self.act(conv(h))
+        return self.head(h.mean(dim=(2, 3)))
+
+    def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
+        n = len(self.convs)
+        return chain_permutation_spec([f"convs.{i}" for i in range(n)] + ["head"],
+                                      [c.out_channels for c in self.convs] + [self.head.out_features])
+
+
+@register_architecture("smallcnn")
+def _build_smallcnn(input_shape, n_classes, width=16, depth=3, kernel_size=3, stride=2, activation="relu"):
+    return SmallCNN(input_shape, n_classes, width=width, depth=depth, kernel_size=kernel_size, stride=stride,
+                    activation=activation)

@@ -347,9 +347,10 @@ class Zoo:
     def _check_missing(self, array_path: str, model_ids: Sequence[int], rows: Sequence[int], ckpt: int,
                        values: np.ndarray, status: np.ndarray) -> None:
         """Chunks of complete, finite models must exist: a NaN there means a missing chunk."""
+        rows_per_chunk = int(self._root[array_path].metadata.chunk_grid.chunk_shape[0])  # > 1 once packed
         for i, (mid, row) in enumerate(zip(model_ids, rows)):
             if status[i] == STATUS_CODES["ok"] and np.isnan(values[i]).any():
-                key = f"{array_path}/c/{row}/{ckpt}/0"
+                key = f"{array_path}/c/{row // rows_per_chunk}/{ckpt}/0"
                 if not self._chunk_exists(key):
                     raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {mid}, checkpoint {ckpt}) is missing")
 
@@ -429,6 +430,11 @@ class Zoo:
         from zoo.architectures import build_architecture
 
         arch = self.architectures[str(self._row(model_id)["arch_key"])]
+        if arch.get("generic"):
+            raise ArchitectureMismatchError(
+                f"{self.path}: model {model_id} was imported with a generic parameter layout (from "
+                f"{arch.get('source', 'an importer')}); no registered architecture has its parameters, so it "
+                "cannot be built as a module. Its weights are readable: z.weights(...), z.state_dict(...)")
         return build_architecture(arch["name"], arch["input_shape"], arch["n_classes"], arch["config"])
 
     def task_spec(self, model_id: int) -> Any:

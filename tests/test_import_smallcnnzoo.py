@@ -1,0 +1,144 @@
+"""The ``smallcnnzoo`` importer on a release directory written like the Small CNN Zoo's files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from zoo.errors import ZooError
+from zoo.importers import import_public
+
+EPOCHS = [0, 1, 86]
+KERAS_ACT = {"relu": lambda x: np.maximum(x, 0), "tanh": np.tanh}
+
+
+def keras_variables(rng, channels=16, n_classes=10):
+    """Variables of the Keras model (conv kernels HWIO, dense kernel [in, out]) in the release's row order:
+    per layer the bias, then the kernel (TF's variable order)."""
+    shapes = []
+    c_in = 1
+    for name in ("conv2d", "conv2d_1", "conv2d_2"):
+        shapes += [(f"sequential/{name}/bias:0", (channels,)), (f"sequential/{name}/kernel:0", (3, 3, c_in, channels))]
+        c_in = channels
+    shapes += [("sequential/dense/bias:0", (n_classes,)), ("sequential/dense/kernel:0", (channels, n_classes))]
+    return [(n, s, (0.3 * rng.standard_normal(s)).astype(np.float32)) for n, s in shapes]
+
+
+def keras_forward(variables, x_nhwc, activation):
+    """Numpy re-implementation of Keras Conv2D(stride 2, 'valid') → act, x3, GlobalAveragePooling2D, Dense."""
+    v = {n: a for n, _, a in variables}
+    h = x_nhwc
+    for name in ("conv2d", "conv2d_1", "conv2d_2"):
+        k, b = v[f"sequential/{name}/kernel:0"], v[f"sequential/{name}/bias:0"]
+        n, height, width, _ = h.shape
+        oh, ow = (height - 3) // 2 + 1, (width - 3) // 2 + 1
+        out = np.zeros((n, oh, ow, k.shape[3]), dtype=np.float64)
+        for i in range(oh):
+            for j in range(ow):
+                patch = h[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]
+                out[:, i, j, :] = np.einsum("nhwc,hwco->no", patch, k)
+        h = KERAS_ACT[activation](out + b)
+    pooled = h.mean(axis=(1, 2))
+    return pooled @ v["sequential/dense/kernel:0"] + v["sequential/dense/bias:0"]
+
+
+def write_release(d, runs, *, extra_column=True):
+    """weights.npy, metrics.csv (first column: checkpoint path) and layout.csv; ``runs`` is a list of
+    (activation, dataset, {epoch: variables}). Returns nothing; rows are run-major, epoch-minor."""
+    d.mkdir(parents=True, exist_ok=True)
+    rows, index, flat = [], [], []
+    for r, (activation, dataset, per_epoch) in enumerate(runs):
+        modeldir = f"/tmp/dnn_science_workdir/{dataset}/run_{r:04d}"
+        for epoch, variables in per_epoch.items():
+            flat.append(np.concatenate([a.reshape(-1) for _, _, a in variables]))
+            index.append(f"{modeldir}/permanent_ckpt-{epoch}")
+            row = {"config.activation": activation, "config.b_init": "zero", "config.dataset": dataset,
+                   "config.dnn_architecture": "cnn", "config.dropout": 0.0, "config.epochs": 86,
+                   "config.epochs_between_checkpoints": 20, "config.init_std": 0.05, "config.l2reg": 1e-4 * (r + 1),
+                   "config.learning_rate": 0.01 * (r + 1), "config.num_layers": 3, "config.num_units": 16,
+                   "config.optimizer": "adam", "config.random_seed": 42, "config.train_fraction": 0.5,
+                   "config.w_init": "he_normal", "modeldir": modeldir, "step": 117 * epoch,
+                   "test_accuracy": 0.1 + 0.001 * epoch, "test_loss": 2.3 - 0.01 * epoch,
+                   "train_accuracy": 0.1 + 0.002 * epoch, "train_loss": 2.3 - 0.02 * epoch}
+            if extra_column:
+                row["config.extra_flag"] = "kept"
+            rows.append(row)
+    pd.DataFrame(rows, index=index).to_csv(d / "metrics.csv")
+    np.save(d / "weights.npy", np.stack(flat).astype(np.float32))
+    variables = runs[0][2][next(iter(runs[0][2]))]
+    layout, start = [], 0
+    for name, shape, a in variables:
+        layout.append({"varname": name, "start_idx": start, "end_idx": start + a.size, "shape": str(tuple(shape))})
+        start += a.size
+    pd.DataFrame(layout).to_csv(d / "layout.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("sz") / "mnist"
+    runs = [("relu", "mnist", {e: keras_variables(rng) for e in EPOCHS}),
+            ("tanh", "mnist", {e: keras_variables(rng) for e in EPOCHS}),
+            ("relu", "mnist", {e: keras_variables(rng) for e in EPOCHS[:2]})]  # crashed before the end
+    diverged = {e: keras_variables(rng) for e in EPOCHS}
+    diverged[86][1][2][0, 0, 0, 0] = np.nan
+    runs.append(("tanh", "mnist", diverged))
+    write_release(d, runs)
+    return d, runs
+
+
+def test_imported_models_compute_the_keras_function(release, tmp_path):
+    d, runs = release
+    z = import_public(d, "smallcnnzoo", tmp_path / "s.zarr", progress=False)
+    assert z.checkpoint_epochs == EPOCHS and z.n_models == 4
+    assert list(z.models["status"]) == ["ok", "ok", "failed", "diverged"]
+    assert z.layout(z.models.loc[0, "arch_key"]).n_params == 4970
+    x = np.random.default_rng(1).standard_normal((3, 28, 28, 1)).astype(np.float32)
+    for mid in (0, 1):
+        activation, _, per_epoch = runs[mid]
+        for epoch, variables in per_epoch.items():
+            net = z.build_model(mid, epoch=epoch)
+            got = net(torch.from_numpy(x).permute(0, 3, 1, 2)).detach().numpy()
+            np.testing.assert_allclose(got, keras_forward(variables, x.astype(np.float64), activation),
+                                       rtol=1e-4, atol=1e-5)
+
+
+def test_columns_metrics_and_records(release, tmp_path):
+    d, _ = release
+    z = import_public(d, "smallcnnzoo", tmp_path / "s.zarr", progress=False)
+    df = z.models
+    assert df.loc[1, "lr"] == pytest.approx(0.02) and df.loc[1, "weight_decay"] == pytest.approx(2e-4)
+    assert df.loc[1, "activation"] == "tanh" and df.loc[1, "seed"] == 42 and df.loc[1, "task"] == "mnist"
+    assert df.loc[0, "config.extra_flag"] == "kept" and df.loc[0, "config.epochs_between_checkpoints"] == 20
+    assert df.loc[0, "modeldir"].endswith("run_0000")
+    np.testing.assert_allclose(z.metric("test_acc", [0])[0], [0.1, 0.101, 0.186], rtol=1e-6)
+    np.testing.assert_allclose(z.metric("step", [0])[0], [0, 117, 117 * 86])
+    assert np.isnan(z.metric("test_acc", [2])[0][2])  # the crashed run has no epoch-86 row
+    assert "epochs [86]" in df.loc[2, "error"]
+    w = z.weights([2], epoch=1, allow_incomplete=True)
+    assert torch.isfinite(w).all()
+
+
+def test_malformed_release_files(release, tmp_path):
+    d, _ = release
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("weights.npy", "metrics.csv", "layout.csv"):
+        (bad / name).write_bytes((d / name).read_bytes())
+    pd.read_csv(d / "layout.csv").drop(columns=["end_idx"]).to_csv(bad / "layout.csv", index=False)
+    with pytest.raises(ZooError, match=r"layout.csv: columns \['end_idx'\] are missing"):
+        import_public(bad, "smallcnnzoo", tmp_path / "a.zarr", progress=False)
+    (bad / "layout.csv").write_bytes((d / "layout.csv").read_bytes())
+    pd.read_csv(d / "metrics.csv", index_col=0).iloc[:-1].to_csv(bad / "metrics.csv")
+    with pytest.raises(ZooError, match=r"metrics.csv has 10 rows but .*weights.npy has 11"):
+        import_public(bad, "smallcnnzoo", tmp_path / "b.zarr", progress=False)
+    np.save(bad / "weights.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ZooError, match=r"weights.npy: not a plain .npy array"):
+        import_public(bad, "smallcnnzoo", tmp_path / "c.zarr", progress=False)
+    (bad / "weights.npy").write_bytes((d / "weights.npy").read_bytes())
+    m = pd.read_csv(d / "metrics.csv", index_col=0)
+    m["config.dnn_architecture"] = "fcn"
+    m.to_csv(bad / "metrics.csv")
+    with pytest.raises(ZooError, match=r"column 'config.dnn_architecture' is 'fcn'"):
+        import_public(bad, "smallcnnzoo", tmp_path / "d.zarr", progress=False)
+    assert not any(p.name.endswith(".zarr") for p in tmp_path.iterdir())
