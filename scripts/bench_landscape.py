@@ -5,8 +5,10 @@ eigenvalue (power iteration) and trace (Hutchinson) of every model are computed 
 training samples and of test samples with the same settings (``landscape.hessian`` defaults:
 512 samples each, at most 100 iterations / vectors, tolerance 1e-3) three ways, in the same run:
 
-* ``vectorised``: :func:`generators.landscape.hessian.hessian_metrics` on the whole population
-  (one ``torch.func`` Hessian-vector product for all members);
+* ``vectorised``: :func:`generators.landscape.hessian.hessian_metrics` as ``weightzoo metrics`` runs it:
+  one ``torch.func`` Hessian-vector product for a group of members, groups sized to a CPU cache
+  (``landscape.group_bytes``, 512 KiB);
+* ``whole``: the same with the whole population in one group (``group_bytes: 0``, what a GPU wants);
 * ``loop``: the same function called for one model at a time;
 * ``pyhessian``: a PyHessian-style loop (what the PTMZ code does): an ``nn.Module``, ``autograd.grad``
   with ``create_graph`` once, then one double-backward product per iteration, model by model.
@@ -15,7 +17,7 @@ All three use each model's own start vector and Rademacher vectors and the same 
 they must give the same numbers; the largest relative differences are recorded. The loops run over
 all P models by default (``--baseline-models k`` times k of them and scales the time to P).
 
-    python scripts/bench_landscape.py            # P=32, widths 16 and 64 (under a minute on 2 CPU cores)
+    python scripts/bench_landscape.py            # P=32, widths 16, 64 and 256 (a few minutes on 2 CPU cores)
     python scripts/bench_landscape.py --quick    # P=8, smoke test
 
 Writes ``benchmarks/results/landscape.json`` and prints a table.
@@ -34,9 +36,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generators.landscape.hessian import hessian_metrics
+from generators.landscape.hessian import group_size, hessian_metrics
 from generators.landscape.population_data import STREAM_POWER, STREAM_TRACE, fixed_batch, member_generator
-from generators.landscape.settings import HessianSettings
+from generators.landscape.settings import HessianSettings, LandscapeSettings
 from generators.population import Member, PopulationConfig, PopulationModel, init_model, train_population
 from zoo.architectures import load_flat_weights
 from zoo.tasks import build_task
@@ -87,7 +89,8 @@ def _relative(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12)))
 
 
-def run(widths: list[int], population: int, epochs: int, baseline_models: int) -> list[dict]:
+def run(widths: list[int], population: int, epochs: int, baseline_models: int,
+        group_bytes: int = LandscapeSettings().group_bytes) -> list[dict]:
     task = build_task({"source": "mnist1d"})
     s = HessianSettings()
     sets = {split: fixed_batch(task, split, n, s.sample_rule, s.sample_seed)
@@ -108,11 +111,15 @@ def run(widths: list[int], population: int, epochs: int, baseline_models: int) -
         n_base = min(baseline_models, population) if baseline_models > 0 else population
         hessian_metrics(model, layout, flat[:2], *sets["train"], ids[:2], **{**kwargs, "iters": 3, "trace_vectors": 3})
 
-        timings, values = {"vectorised": 0.0, "loop": 0.0, "pyhessian": 0.0}, {}
+        timings, values = {"vectorised": 0.0, "whole": 0.0, "loop": 0.0, "pyhessian": 0.0}, {}
         for split, (x, y) in sets.items():
             t0 = time.perf_counter()
-            vec = hessian_metrics(model, layout, flat, x, y, ids, **kwargs)
+            vec = hessian_metrics(model, layout, flat, x, y, ids, **kwargs, group_bytes=group_bytes)
             timings["vectorised"] += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            whole = hessian_metrics(model, layout, flat, x, y, ids, **kwargs, group_bytes=0)
+            timings["whole"] += time.perf_counter() - t0
 
             t0 = time.perf_counter()
             loop = [hessian_metrics(model, layout, flat[i:i + 1], x, y, [i], **kwargs) for i in range(n_base)]
@@ -129,6 +136,7 @@ def run(widths: list[int], population: int, epochs: int, baseline_models: int) -
                 "top_eig_mean": float(np.mean(vec["top_eig"])), "trace_mean": float(np.mean(vec["trace"])),
                 "power_iters_mean": float(np.mean(vec["power_iters"])),
                 "trace_vectors_mean": float(np.mean(vec["trace_vectors"])),
+                "max_rel_diff_whole_top_eig": _relative(whole["top_eig"], vec["top_eig"]),
                 "max_rel_diff_loop_top_eig": _relative(np.concatenate([r["top_eig"] for r in loop]), vec["top_eig"][:n_base]),
                 "max_rel_diff_loop_trace": _relative(np.concatenate([r["trace"] for r in loop]), vec["trace"][:n_base]),
                 "max_rel_diff_pyhessian_top_eig": _relative(np.array([r[0] for r in ref]), vec["top_eig"][:n_base]),
@@ -136,11 +144,15 @@ def run(widths: list[int], population: int, epochs: int, baseline_models: int) -
             }
         rec = {"width": width, "population": population, "n_params": int(flat.shape[1]), "train_epochs": epochs,
                "n_train_samples": s.n_train, "n_test_samples": s.n_test, "loop_models_timed": n_base,
-               "vectorised_s": timings["vectorised"], "loop_s": timings["loop"], "pyhessian_s": timings["pyhessian"],
+               "group_size": group_size(layout, min(s.n_train, s.batch_size), population, group_bytes),
+               "vectorised_s": timings["vectorised"], "whole_s": timings["whole"], "loop_s": timings["loop"],
+               "pyhessian_s": timings["pyhessian"],
                "speedup_vs_loop": timings["loop"] / timings["vectorised"],
+               "whole_speedup_vs_loop": timings["loop"] / timings["whole"],
                "speedup_vs_pyhessian": timings["pyhessian"] / timings["vectorised"], "values": values}
         results.append(rec)
-        print(f"width {width:4d}: vectorised {rec['vectorised_s']:6.2f} s, loop {rec['loop_s']:6.2f} s "
+        print(f"width {width:4d}: vectorised {rec['vectorised_s']:6.2f} s (groups of {rec['group_size']}), "
+              f"whole {rec['whole_s']:6.2f} s, loop {rec['loop_s']:6.2f} s "
               f"({rec['speedup_vs_loop']:.1f}x), pyhessian {rec['pyhessian_s']:6.2f} s "
               f"({rec['speedup_vs_pyhessian']:.1f}x)", flush=True)
     return results
@@ -148,7 +160,7 @@ def run(widths: list[int], population: int, epochs: int, baseline_models: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--widths", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--widths", type=int, nargs="+", default=[16, 64, 256])
     ap.add_argument("--population", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=5, help="training epochs before the Hessian (not timed)")
     ap.add_argument("--baseline-models", type=int, default=0,
@@ -166,8 +178,9 @@ def main() -> None:
     doc = {
         "benchmark": "landscape",
         "description": ("Hessian top eigenvalue (power iteration) and trace (Hutchinson) of P MLPs (depth 2) on "
-                        "MNIST-1D, 512 train + 512 test samples, landscape.hessian defaults; vectorised population "
-                        "vs the same code one model at a time vs a PyHessian-style per-model loop"),
+                        "MNIST-1D, 512 train + 512 test samples, landscape.hessian defaults; vectorised in cache-sized "
+                        "groups (the default) and as one whole population vs the same code one model at a time vs a "
+                        "PyHessian-style per-model loop"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
         "command": "python scripts/bench_landscape.py" + (" --quick" if args.quick else ""),
@@ -177,12 +190,13 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
     print()
-    print(f"{'width':>6} {'P':>4} {'params':>7} {'vectorised s':>13} {'loop s':>8} {'ratio':>6} {'pyhessian s':>12} "
-          f"{'ratio':>6} {'max rel diff':>13}")
+    print(f"{'width':>6} {'P':>4} {'params':>7} {'group':>6} {'vectorised s':>13} {'whole s':>8} {'loop s':>8} "
+          f"{'ratio':>6} {'whole':>6} {'pyhessian s':>12} {'ratio':>6} {'max rel diff':>13}")
     for r in results:
         diff = max(v for split in r["values"].values() for k, v in split.items() if k.startswith("max_rel"))
-        print(f"{r['width']:>6} {r['population']:>4} {r['n_params']:>7} {r['vectorised_s']:>13.2f} {r['loop_s']:>8.2f} "
-              f"{r['speedup_vs_loop']:>5.1f}x {r['pyhessian_s']:>12.2f} {r['speedup_vs_pyhessian']:>5.1f}x {diff:>13.2e}")
+        print(f"{r['width']:>6} {r['population']:>4} {r['n_params']:>7} {r['group_size']:>6} {r['vectorised_s']:>13.2f} "
+              f"{r['whole_s']:>8.2f} {r['loop_s']:>8.2f} {r['speedup_vs_loop']:>5.1f}x {r['whole_speedup_vs_loop']:>5.1f}x "
+              f"{r['pyhessian_s']:>12.2f} {r['speedup_vs_pyhessian']:>5.1f}x {diff:>13.2e}")
     print(f"\nwrote {out}")
 
 

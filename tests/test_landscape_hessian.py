@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from zoo.architectures import build_architecture, layout_of
-from generators.landscape.hessian import PopulationHVP, hessian_metrics, hutchinson_trace, top_eigenvalue
+from generators.landscape.hessian import PopulationHVP, group_size, hessian_metrics, hutchinson_trace, top_eigenvalue
 from generators.landscape.population_data import STREAM_TRACE, member_generator
 from generators.population import PopulationModel
 from landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
@@ -88,6 +88,18 @@ def test_members_get_the_same_values_alone_as_in_the_population():
         alone = hessian_metrics(model, layout, flat[p:p + 1], x, y, [p], **kwargs)
         for key in ("top_eig", "trace", "power_iters", "trace_vectors"):
             np.testing.assert_allclose(alone[key], together[key][p:p + 1], rtol=1e-8)
+
+
+def test_cache_sized_groups_change_speed_not_values():
+    _, model, layout, flat, x, y = _population("mlp", n_models=5)
+    kwargs = dict(iters=200, tol=1e-6, trace_vectors=50, trace_tol=1e-4, seed=0)
+    whole = hessian_metrics(model, layout, flat, x, y, [0, 1, 2, 3, 4], **kwargs, group_bytes=0)
+    per_member = 40 * 4 * 4  # samples x widest layer (4 units) x 4 bytes
+    assert group_size(layout, 40, 5, 2 * per_member) == 2 and group_size(layout, 40, 5, 0) == 5
+    assert group_size(layout, 40, 5, 1) == 1 and group_size(layout, 40, 5, 10**9) == 5
+    grouped = hessian_metrics(model, layout, flat, x, y, [0, 1, 2, 3, 4], **kwargs, group_bytes=2 * per_member)
+    for key in ("top_eig", "trace", "power_iters", "trace_vectors"):
+        np.testing.assert_allclose(grouped[key], whole[key], rtol=1e-8)
 
 
 def test_tolerance_stops_early_and_a_non_finite_member_leaves_the_others_alone():

@@ -168,11 +168,36 @@ def hutchinson_trace(hvp: PopulationHVP, model_ids: Sequence[int], *, max_vector
     return mean.numpy(), used
 
 
+def group_size(layout: ParamLayout, n_samples: int, n_members: int, group_bytes: int) -> int:
+    """Members per HVP group so that the group's activations (``n_samples x widest layer x 4 bytes`` a
+    member) stay within ``group_bytes``; ``group_bytes <= 0`` keeps the whole population together.
+
+    On a CPU a population whose intermediates outgrow the cache is *slower* than smaller groups (the
+    same arithmetic, but streamed from memory): with 512 samples, one thread, MLPs of width 16 / 64 / 256
+    are fastest in groups of about 8-16 / 4 / 1 (``docs/LANDSCAPE.md``, "Cost"), i.e. about 512 KiB.
+    """
+    if group_bytes <= 0 or n_members <= 1:
+        return max(n_members, 1)
+    widest = max((e.shape[0] for e in layout.entries if len(e.shape) >= 2), default=1)
+    per_member = max(int(n_samples) * int(widest) * 4, 1)
+    return int(min(n_members, max(1, group_bytes // per_member)))
+
+
 def hessian_metrics(model: PopulationModel, layout: ParamLayout, flat: torch.Tensor, x: torch.Tensor,
                     y: torch.Tensor, model_ids: Sequence[int], *, iters: int, tol: float, trace_vectors: int,
-                    trace_tol: float, seed: int, batch_size: int = 1024) -> dict[str, np.ndarray]:
-    """Top eigenvalue, trace and their iteration counts ``[P]`` of every member on ``(x, y)``."""
-    hvp = PopulationHVP(model, layout, flat, x, y, batch_size)
-    eig, n_power = top_eigenvalue(hvp, model_ids, iters=iters, tol=tol, seed=seed)
-    trace, n_vec = hutchinson_trace(hvp, model_ids, max_vectors=trace_vectors, tol=trace_tol, seed=seed)
-    return {"top_eig": eig, "trace": trace, "power_iters": n_power, "trace_vectors": n_vec}
+                    trace_tol: float, seed: int, batch_size: int = 1024, group_bytes: int = 0
+                    ) -> dict[str, np.ndarray]:
+    """Top eigenvalue, trace and their iteration counts ``[P]`` of every member on ``(x, y)``.
+
+    The members are processed in groups of :func:`group_size` (speed only: each member's vectors come
+    from its own generator, so its values do not depend on the grouping)."""
+    ids = [int(i) for i in model_ids]
+    size = group_size(layout, min(len(y), int(batch_size)), len(ids), group_bytes)
+    parts: list[dict[str, np.ndarray]] = []
+    for start in range(0, len(ids), size):
+        stop = start + size
+        hvp = PopulationHVP(model, layout, flat[start:stop], x, y, batch_size)
+        eig, n_power = top_eigenvalue(hvp, ids[start:stop], iters=iters, tol=tol, seed=seed)
+        trace, n_vec = hutchinson_trace(hvp, ids[start:stop], max_vectors=trace_vectors, tol=trace_tol, seed=seed)
+        parts.append({"top_eig": eig, "trace": trace, "power_iters": n_power, "trace_vectors": n_vec})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

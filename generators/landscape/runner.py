@@ -135,7 +135,7 @@ class _Run:
             x, y = fixed_batch(task, split, n, h.sample_rule, h.sample_seed)
             res = hessian_metrics(model, layout, flat, x, y, ids, iters=h.iters, tol=h.tol,
                                   trace_vectors=h.trace_vectors, trace_tol=h.trace_tol, seed=h.seed,
-                                  batch_size=h.batch_size)
+                                  batch_size=h.batch_size, group_bytes=self.s.group_bytes)
             out[f"hessian_top_eig_{split}"] = res["top_eig"]
             out[f"hessian_trace_{split}"] = res["trace"]
         return out

@@ -177,8 +177,10 @@ def parse_families(names: Iterable[str] | str, field_name: str = "landscape.metr
 class LandscapeSettings:
     """All landscape settings. ``metrics`` selects the families that run (see :data:`FAMILIES`).
 
-    ``max_population`` (models or pairs processed together) and ``threads`` (torch intra-op threads
-    while computing; 0 keeps torch's setting) change speed and memory, not the values. One thread is
+    ``max_population`` (models or pairs processed together), ``threads`` (torch intra-op threads
+    while computing; 0 keeps torch's setting) and ``group_bytes`` (the working set of one group of
+    Hessian-vector products, sized for a CPU cache; 0 = the whole population at once, the better choice
+    on a GPU) change speed and memory, not the values. One thread is
     the default because the work is many small kernels that the population already batches: extra
     intra-op threads mostly add synchronisation, which on a loaded machine costs far more than it
     gains (docs/LANDSCAPE.md, "Cost")."""
@@ -188,6 +190,7 @@ class LandscapeSettings:
     checkpoint: int = -1
     max_population: int = 64
     threads: int = 1
+    group_bytes: int = 512 * 1024
     hessian: HessianSettings = field(default_factory=HessianSettings)
     alpha: SpectraSettings = field(default_factory=SpectraSettings)
     cka: CKASettings = field(default_factory=CKASettings)
@@ -206,7 +209,7 @@ class LandscapeSettings:
             return cls(enabled=False)
         if not isinstance(mapping, Mapping):
             raise _fail(prefix, f"expected a mapping of settings (or true/false), got {mapping!r}")
-        allowed = ["enabled", "metrics", "checkpoint", "max_population", "threads", *_SECTIONS]
+        allowed = ["enabled", "metrics", "checkpoint", "max_population", "threads", "group_bytes", *_SECTIONS]
         unknown = sorted(set(mapping) - set(allowed))
         if unknown:
             raise _fail(f"{prefix}.{unknown[0]}", f"unknown field; allowed fields are {allowed}")
@@ -221,6 +224,8 @@ class LandscapeSettings:
             kwargs["max_population"] = _int(1)(mapping["max_population"], f"{prefix}.max_population")
         if "threads" in mapping:
             kwargs["threads"] = _int(0)(mapping["threads"], f"{prefix}.threads")
+        if "group_bytes" in mapping:
+            kwargs["group_bytes"] = _int(0)(mapping["group_bytes"], f"{prefix}.group_bytes")
         for key, section in _SECTIONS.items():
             if key in mapping:
                 kwargs[key] = _parse_section(section, mapping[key], f"{prefix}.{key}")
@@ -236,12 +241,12 @@ class LandscapeSettings:
     def to_record(self) -> dict[str, Any]:
         """Every setting as plain JSON types."""
         return {"enabled": self.enabled, "metrics": list(self.metrics), "checkpoint": self.checkpoint,
-                "max_population": self.max_population, "threads": self.threads,
+                "max_population": self.max_population, "threads": self.threads, "group_bytes": self.group_bytes,
                 **{key: dataclasses.asdict(getattr(self, key)) for key in _SECTIONS}}
 
     def record(self, family: str) -> dict[str, Any]:
         """The settings that determine the values of ``family`` (stored with them). The checkpoint is
-        stored beside them by the store; ``max_population`` and ``threads`` only change speed, so they are
+        stored beside them by the store; ``max_population``, ``threads`` and ``group_bytes`` only change speed, so they are
         left out."""
         if family == "barrier":  # the straight line is evaluated with the curve's evaluation settings
             mc = dataclasses.asdict(self.mc)
