@@ -37,7 +37,7 @@ class Analysis:
 
     def record(self) -> dict[str, Any]:
         """Canonical JSON of both fields, as stored in the spec record."""
-        phases = False if self.phases is None else {k: v for k, v in dataclasses.asdict(self.phases).items()}
+        phases = False if self.phases is None else dataclasses.asdict(self.phases)
         return {"landscape": self.landscape.to_record(), "phases": phases}
 
 

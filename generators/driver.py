@@ -291,12 +291,12 @@ def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: boo
                         "read-only")
     spec = as_spec(spec)
     z = create_or_resume(spec, out)
-    todo = [p for p in pending_populations(z, spec) if stages is None or p.stage in stages]
-    total = sum(len(p.model_ids) * p.epochs for p in todo)
+    to_train = [p for p in pending_populations(z, spec) if stages is None or p.stage in stages]
+    total = sum(len(p.model_ids) * p.epochs for p in to_train)
     bar = tqdm(total=total, desc=f"training {spec.name}", unit="model-epoch", disable=not progress or total == 0)
     try:
-        for stage in sorted({p.stage for p in todo}):
-            BACKENDS[backend](z, spec, [p for p in todo if p.stage == stage], bar, **options)
+        for stage in sorted({p.stage for p in to_train}):
+            BACKENDS[backend](z, spec, [p for p in to_train if p.stage == stage], bar, **options)
     finally:
         bar.close()
     for step in POST_GENERATION_STEPS:

@@ -9,8 +9,6 @@ trains every model that is not complete yet, so rerunning it after an interrupti
 from __future__ import annotations
 
 import itertools
-import traceback
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
@@ -20,23 +18,11 @@ from zoo.format import architecture_key, short_hash
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task, normalize_task_spec
 
-from generators.driver import (
-    Population,
-    TaskCache,
-    TrainingJob,
-    ZooPlan,
-    generate,
-    write_failed,
-    write_norm_stats,
-    write_results,
-    write_splits,
-)
-from generators.driver import create_or_resume as _create_or_resume
-from generators.population import Member, PopulationConfig, train_population
-from generators.spec import PhaseGridSpec, load_spec
+from generators.driver import Population, TaskCache, TrainingJob, ZooPlan, generate
+from generators.population import Member, PopulationConfig
+from generators.spec import PhaseGridSpec
 
-__all__ = ["KIND", "Population", "generate", "plan_models", "populations", "population_config", "create_or_resume",
-           "train_and_write", "ensure_default_splits", "ensure_default_norm_stats"]
+__all__ = ["KIND", "Population", "generate", "plan_models", "populations", "population_config"]
 
 
 def _with_axis(spec: PhaseGridSpec, load_value: Any, temp_value: Any) -> tuple[dict, dict, dict]:
@@ -156,30 +142,3 @@ class _PhaseGridKind:
 
 
 KIND = _PhaseGridKind()
-
-
-# ---------------------------------------------------------------------- the names earlier code imports
-def create_or_resume(spec: PhaseGridSpec, out: str | Path) -> Zoo:
-    """Open ``out`` to resume it (it must come from the same spec), or create it."""
-    return _create_or_resume(spec if isinstance(spec, PhaseGridSpec) else load_spec(spec), out)
-
-
-def train_and_write(z: Zoo, spec: PhaseGridSpec, pop: Population, task: TaskData,
-                    on_epoch: Callable[[int], None] | None = None) -> dict[str, int]:
-    """Train one population on ``task`` and write each member; returns its status counts."""
-    job = _job(z, spec, pop.model_ids, lambda _key: task)
-    try:
-        result = train_population(job.config, job.members, job.tasks, on_epoch=on_epoch)
-    except Exception as exc:  # a failed population is recorded, the rest of the zoo goes on
-        return write_failed(z, job.model_ids, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
-    return write_results(z, job, result)
-
-
-def ensure_default_splits(z: Zoo) -> None:
-    """Write the standard splits of the store's spec that it does not have yet."""
-    write_splits(z, load_spec(z.meta["spec"]))
-
-
-def ensure_default_norm_stats(z: Zoo) -> None:
-    """Store the default split's final-checkpoint normalisation statistics once the zoo is complete."""
-    write_norm_stats(z, None)

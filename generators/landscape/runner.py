@@ -104,23 +104,23 @@ class _Run:
         names = PER_MODEL_NAMES[family]
         check = [n for n in names if n != "alpha_layers"]
         stored = np.stack([self.z.landscape(n, ids) for n in check], axis=1)
-        todo = [i for i, row in zip(ids, stored) if np.isnan(row).any()]
-        tally.skipped += len(ids) - len(todo)
+        missing = [i for i, row in zip(ids, stored) if np.isnan(row).any()]
+        tally.skipped += len(ids) - len(missing)
         fn = {"hessian": self._hessian, "alpha": self._alpha}[family]
 
         def write(chunk: list, values: Values) -> None:
             for name in names:
                 self.z.write_landscape(name, chunk, values[name])
 
-        self._compute(family, names, todo, lambda items: fn(items, task), write)
+        self._compute(family, names, missing, lambda items: fn(items, task), write)
 
-    def _compute(self, family: str, names: Sequence[str], todo: list, fn: Callable[[list], Values],
+    def _compute(self, family: str, names: Sequence[str], missing: list, fn: Callable[[list], Values],
                  write: Callable[[list, Values], None]) -> None:
-        """Run ``fn`` on chunks of ``todo`` (models or pairs) of at most ``max_population``, robustly,
+        """Run ``fn`` on chunks of ``missing`` (models or pairs) of at most ``max_population``, robustly,
         and ``write`` each chunk's values as soon as it is done."""
         tally = self.tally[family]
-        for start in range(0, len(todo), self.s.max_population):
-            chunk = todo[start:start + self.s.max_population]
+        for start in range(0, len(missing), self.s.max_population):
+            chunk = missing[start:start + self.s.max_population]
             t0 = time.perf_counter()
             failed_before = tally.failed
             write(chunk, _robust(fn, chunk, self._shapes(names), tally))
@@ -177,8 +177,8 @@ class _Run:
         primary = self._table(names[0], family)
         for name in names[1:]:
             self._table(name, family)
-        todo = [p for p in pairs if p not in primary or not np.isfinite(primary[p]).all()]
-        tally.skipped += len(pairs) - len(todo)
+        missing = [p for p in pairs if p not in primary or not np.isfinite(primary[p]).all()]
+        tally.skipped += len(pairs) - len(missing)
         fn = {"cka": self._cka, "mc": self._curve, "barrier": self._straight}[family]
         members = sorted({i for p in pairs for i in p})
 
@@ -189,7 +189,7 @@ class _Run:
             self._write_pairs(family)
             self._write_model_means(family, members)
 
-        self._compute(family, names, todo, lambda items: fn(items, task), write)
+        self._compute(family, names, missing, lambda items: fn(items, task), write)
 
     def _write_pairs(self, family: str) -> None:
         for name in PAIR_NAMES[family]:
