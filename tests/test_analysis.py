@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import yaml
 
-import zoo
 from conftest import TINY_SPEC
 from generators.driver import generate
 from generators.landscape import QUICK

@@ -92,7 +92,7 @@ def test_user_catalogs_from_env_then_argument_override_by_name_with_a_note(tmp_p
     assert any(f"'extra' from {arg_file} overrides the one from {env_file}" in n for n in notes)
     assert cat["demo"].description == "my demo" and cat["extra"].description == "from the argument"
     assert cat["demo_quick"].source == BUILTIN_SOURCE
-    assert cat.sources == [BUILTIN_SOURCE, str(env_file), str(arg_file)]
+    assert {e.source for e in cat} == {BUILTIN_SOURCE, str(env_file), str(arg_file)}
 
 
 def test_unknown_name_suggests_close_names_and_how_to_add_one():

@@ -220,3 +220,14 @@ def test_offline_build_skips_the_mirrors_and_regenerates(tmp_path, archives, ser
     z = zoo.load("tiny", root=tmp_path / "cache", catalog=cat, build=True, progress=False)
     assert z.path == str(tmp_path / "cache" / "tiny" / "built.zarr") and z.status_counts()["pending"] == 0
     assert server.requests == []
+
+
+def test_offline_build_without_a_recipe_says_offline_mode_is_on(tmp_path, archives, server, monkeypatch):
+    path = _catalog(tmp_path, archives, server)
+    doc = json.loads(path.read_text())
+    del doc["zoos"][0]["recipe"]  # mirrors only: nothing to build from
+    path.write_text(json.dumps(doc))
+    monkeypatch.setenv("WEIGHTZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=r"offline mode is on .*'tiny' is not in the cache"):
+        zoo.load("tiny", root=tmp_path / "cache", catalog=path, build=True, progress=False)
+    assert server.requests == []

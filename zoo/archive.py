@@ -21,10 +21,11 @@ import tarfile
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from tqdm.auto import tqdm
 
+from zoo.atomic import atomic_output
 from zoo.errors import ZooError
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest timestamp a zip can hold
@@ -52,31 +53,19 @@ def _store_files(store: Path) -> Iterator[tuple[Path, str]]:
     return iter(sorted(files, key=lambda t: t[1]))
 
 
-def _atomic_write(out: Path, write: Callable[[Path], None]) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
-
-
 def write_zip(store: str | os.PathLike, out: str | os.PathLike, *, progress: bool = True) -> Path:
     """Zip a directory store into ``out`` (a ``.zarr.zip`` readable in place by ``zoo.open``)."""
     store, out = _check_store_dir(store), Path(out)
     files = list(_store_files(store))
 
-    def write(tmp: Path) -> None:
+    with atomic_output(out, overwrite=True) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for full, name in tqdm(files, desc=f"zipping {store.name}", unit="file", disable=not progress):
                 info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
                 info.external_attr = 0o644 << 16
                 with open(full, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-
-    return _atomic_write(out, write)
+    return out
 
 
 def write_tar(store: str | os.PathLike, out: str | os.PathLike, *, progress: bool = True) -> Path:
@@ -88,15 +77,14 @@ def write_tar(store: str | os.PathLike, out: str | os.PathLike, *, progress: boo
     top = store.name if store.name.endswith(".zarr") else store.name + ".zarr"
     files = list(_store_files(store))
 
-    def write(tmp: Path) -> None:
+    with atomic_output(out, overwrite=True) as tmp:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
             for full, name in tqdm(files, desc=f"packing {store.name}", unit="file", disable=not progress):
                 info = tarfile.TarInfo(f"{top}/{name}")
                 info.size, info.mode = full.stat().st_size, 0o644
                 with open(full, "rb") as f:
                     tf.addfile(info, f)  # TarInfo defaults: mtime 0, uid/gid 0, no owner names
-
-    return _atomic_write(out, write)
+    return out
 
 
 def unpack_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:

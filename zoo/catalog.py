@@ -144,7 +144,6 @@ class Catalog:
 
     def __init__(self, entries: Iterable[CatalogEntry] = ()) -> None:
         self._entries: dict[str, CatalogEntry] = {}
-        self.sources: list[str] = []
         self.add(entries)
 
     def add(self, entries: Iterable[CatalogEntry]) -> None:
@@ -159,7 +158,6 @@ class Catalog:
         """Read and validate a catalog file, then add its entries (they override earlier ones)."""
         source = BUILTIN_SOURCE if Path(path) == BUILTIN_CATALOG else str(path)
         self.add(read_catalog_file(path, source=source))
-        self.sources.append(source)
 
     def __getitem__(self, name: str) -> CatalogEntry:
         if name not in self._entries:
@@ -228,11 +226,12 @@ def load_catalog(paths: str | os.PathLike | Sequence[str | os.PathLike] | None =
 
 def write_catalog(entries: Iterable[CatalogEntry], path: str | os.PathLike) -> Path:
     """Write a catalog file holding ``entries`` (atomically: temporary file, then rename)."""
+    from zoo.atomic import atomic_output
+
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"catalog_version": CATALOG_VERSION, "zoos": [e.to_record() for e in entries]},
-                              indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps({"catalog_version": CATALOG_VERSION, "zoos": [e.to_record() for e in entries]},
+                                  indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -247,7 +246,6 @@ def pack(store: str | os.PathLike, out: str | os.PathLike, *, license: str, name
     the URLs the archive will be uploaded to (they can be added to the entry later).
     """
     from zoo.archive import sha256_of, write_tar, write_zip
-    from zoo.format import STATUS_CODES
     from zoo.store import open_zoo
 
     out = Path(out)
@@ -255,11 +253,11 @@ def pack(store: str | os.PathLike, out: str | os.PathLike, *, license: str, name
     if fmt is None:
         raise CatalogError(f"{out}: the archive name must end in one of {['.' + f for f in ARCHIVE_FORMATS]}")
     z = open_zoo(store)
-    pending = int((z.status_codes() == STATUS_CODES["pending"]).sum())
-    if pending:
-        raise CatalogError(f"{store}: {pending} of {z.n_models} models are still pending; finish the zoo "
-                           "(rerun 'weightzoo generate') before publishing it")
     meta = z.meta
+    pending = z.status_counts()["pending"]
+    if pending:
+        raise CatalogError(f"{store}: {pending} of {meta['n_models']} models are still pending; finish the zoo "
+                           "(rerun 'weightzoo generate') before publishing it")
     if recipe is None and isinstance(meta.get("spec"), Mapping):
         recipe = {"spec": meta["spec"]}
     if recipe is None and not mirrors:
@@ -267,9 +265,9 @@ def pack(store: str | os.PathLike, out: str | os.PathLike, *, license: str, name
                            "be published at (mirrors / --mirror URL) or a recipe (--recipe SPEC)")
     name = name or str(meta.get("name") or out.name.removesuffix("." + fmt))
     if description is None:
-        archs = ", ".join(sorted({a["name"] for a in z.architectures.values()}))
-        description = (f"{meta.get('kind', 'zoo')} zoo {name!r}: {z.n_models} models ({archs}), "
-                       f"checkpoints at epochs {z.checkpoint_epochs}")
+        archs = ", ".join(sorted({a["name"] for a in meta["architectures"].values()}))
+        description = (f"{meta.get('kind', 'zoo')} zoo {name!r}: {meta['n_models']} models ({archs}), "
+                       f"checkpoints at epochs {meta['checkpoint_epochs']}")
     (write_zip if fmt == "zarr.zip" else write_tar)(store, out, progress=progress)
     record = {"name": name, "description": description, "license": license, "recipe": recipe, "format": fmt,
               "mirrors": list(mirrors), "sha256": sha256_of(out), "size": out.stat().st_size,

@@ -56,7 +56,7 @@ def ensure_local(entry: CatalogEntry, root: str | os.PathLike | None = None, *, 
     if found is not None:
         return found
     offline = offline_mode()
-    if offline and not build:
+    if offline and not (build and entry.recipe is not None):
         raise OfflineError(
             f"offline mode is on ({OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)}) and zoo {entry.name!r} is not in the "
             f"cache {cache_dir(root)}. To get it: unset {OFFLINE_ENV} and run 'weightzoo download {entry.name}' "
@@ -79,10 +79,10 @@ def ensure_local(entry: CatalogEntry, root: str | os.PathLike | None = None, *, 
                 failure = exc
         if build and entry.recipe is not None:
             return build_from_recipe(entry, root, progress=progress)
-        raise _unavailable(entry, failure, build=build, offline=offline)
+        raise _unavailable(entry, failure, build=build)
 
 
-def _unavailable(entry: CatalogEntry, failure: DownloadError | None, *, build: bool, offline: bool) -> ZooError:
+def _unavailable(entry: CatalogEntry, failure: DownloadError | None, *, build: bool) -> ZooError:
     rebuild = (f"; regenerate it from its recipe with 'weightzoo download {entry.name} --build' "
                f"(or zoo.load({entry.name!r}, build=True))") if entry.recipe is not None else ""
     if failure is not None:
@@ -99,12 +99,10 @@ def _download(entry: CatalogEntry, root: str | os.PathLike | None, progress: boo
     archive = archive_path(entry, root)
     store = downloaded_store(entry, root)
     assert archive is not None and store is not None and entry.sha256 is not None  # validated: mirrors need sha256
-    if entry.format == "zarr.zip" or not archive.exists():
-        fetch_first(entry.mirrors, archive, sha256=entry.sha256, size=entry.size, progress=progress)
+    fetch_first(entry.mirrors, archive, sha256=entry.sha256, size=entry.size, progress=progress)  # no-op if there
     if entry.format == "zarr.tar":
         unpack_tar(archive, store)
         archive.unlink()
-    open_zoo(store)  # fails clearly if the verified archive holds no zoo
     return store
 
 
@@ -116,11 +114,9 @@ def build_from_recipe(entry: CatalogEntry, root: str | os.PathLike | None = None
     """
     if entry.recipe is None:
         raise ZooError(f"zoo {entry.name!r} ({entry.source}) has no recipe to rebuild it from")
-    from generators.phase_grid import generate
+    from generators.driver import generate
 
     final = built_store(entry, root)
-    if final.exists():
-        return final
     work = final.with_name(f".{final.name}.building")
     try:
         z = generate(entry.recipe["spec"], work, progress=progress)

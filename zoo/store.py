@@ -169,7 +169,9 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
     spath = str(path)
     if _is_remote(spath):
         store: Any = _remote_store(spath, mode)
-    elif _is_zip(spath):
+    elif Path(spath).is_file():  # a directory store is a folder: a file can only be a zipped store
+        if not zipfile.is_zipfile(spath):
+            raise NotAZooError(f"{spath}: not a zip archive (a zipped zoo is a .zarr.zip made by 'weightzoo pack')")
         if mode != "r":
             raise ZooError(f"{spath}: a zipped store is read-only; unzip it into a directory to write to it")
         store = zarr.storage.ZipStore(spath, mode="r")
@@ -191,17 +193,6 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
             "upgrade weightzoo to read it"
         )
     return Zoo(root, spath, writable=(mode == "r+"))
-
-
-def _is_zip(path: str) -> bool:
-    p = Path(path)
-    if not p.is_file():
-        return False
-    if not zipfile.is_zipfile(p):
-        if p.suffix == ".zip":
-            raise NotAZooError(f"{path}: not a zip archive (a zipped zoo is a .zarr.zip made by 'weightzoo pack')")
-        return False
-    return True
 
 
 def _remote_store(url: str, mode: str) -> Any:

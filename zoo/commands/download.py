@@ -54,8 +54,7 @@ def _print_catalog(catalog, root) -> None:
 def _cmd_download(args: argparse.Namespace) -> int:
     from zoo.catalog import load_catalog
     from zoo.errors import ZooError
-    from zoo.loader import ensure_local
-    from zoo.store import open_zoo
+    from zoo.loader import load
 
     catalog = load_catalog(args.catalog)
     if args.list:
@@ -63,12 +62,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ZooError("give the NAME of a zoo to download, or --list to see the catalog")
-    entry = catalog[args.name]
-    path = ensure_local(entry, args.root, build=args.build, progress=not args.quiet)
-    z = open_zoo(path)
-    print(f"{entry.name}: {path}")
+    z = load(args.name, args.root, catalog=catalog, build=args.build, progress=not args.quiet)
+    print(f"{args.name}: {z.path}")
     print(f"  {z.n_models} models, architectures {sorted({a['name'] for a in z.architectures.values()})}, "
-          f"checkpoints at epochs {z.checkpoint_epochs}; open it with zoo.load({entry.name!r}) or zoo.open({str(path)!r})")
+          f"checkpoints at epochs {z.checkpoint_epochs}; open it with zoo.load({args.name!r}) or zoo.open({z.path!r})")
     return 0
 
 
@@ -76,17 +73,10 @@ def _recipe_arg(value: str | None) -> dict | None:
     """``--recipe``: a YAML spec file (embedded inline, so the catalog is self-contained) or a shipped spec name."""
     if value is None:
         return None
-    p = Path(value)
-    if p.is_file():
-        import yaml
+    from generators.spec import load_spec  # validates the recipe before it is published
 
-        from zoo.errors import CatalogError
-
-        spec = yaml.safe_load(p.read_text())
-        if not isinstance(spec, dict):
-            raise CatalogError(f"{p}: a recipe spec must be a YAML mapping, got {type(spec).__name__}")
-        return {"spec": spec}
-    return {"spec": value}
+    spec = load_spec(value)
+    return {"spec": spec.raw} if Path(value).is_file() else {"spec": value}
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:

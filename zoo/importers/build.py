@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from zoo.architectures import build_architecture, layout_of
 from zoo.errors import ArchitectureMismatchError, ZooError
 from zoo.format import STATUS_CODES, architecture_key, library_versions
-from zoo.interchange.output import atomic_output
+from zoo.atomic import atomic_output
 from zoo.layout import ParamEntry, ParamLayout
 from zoo.store import _CHECKED, Zoo, create_zoo, open_zoo
 

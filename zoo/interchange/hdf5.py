@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from zoo.errors import ZooError
 from zoo.format import ROOT_ATTR
-from zoo.interchange.output import atomic_output
+from zoo.atomic import atomic_output
 from zoo.interchange.skeleton import StoreSkeleton, as_numpy, parse_format_document, row_blocks
 from zoo.store import Zoo, open_zoo
 

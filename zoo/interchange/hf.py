@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from zoo.errors import ZooError
 from zoo.interchange.columns import planned_array, planned_columns
-from zoo.interchange.output import atomic_output
+from zoo.atomic import atomic_output
 from zoo.interchange.skeleton import (
     RowReader,
     RowWriter,

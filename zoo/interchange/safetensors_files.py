@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from zoo.errors import ZooError
 from zoo.format import STATUS_NAMES
 from zoo.interchange.columns import from_text, human_values, planned_array, planned_columns, to_text
-from zoo.interchange.output import atomic_output
+from zoo.atomic import atomic_output
 from zoo.interchange.skeleton import (
     RowReader,
     RowWriter,
