@@ -199,7 +199,8 @@ def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence
 
     Needs only the store path, the spec (object, path or dict) and the ids, so any process can run it;
     models of the population that cannot train (``TrainingJob.blocked``) and, if training raises, all of
-    them are marked ``failed`` with the error. Returns the status counts written.
+    them are marked ``failed`` with the error. Returns the status counts written, and under
+    ``"pending"`` how many models the job left pending on purpose (e.g. children of a parent still pending).
     """
     z = store if isinstance(store, Zoo) else open_zoo(store, mode="r+")
     spec = as_spec(spec)
@@ -209,7 +210,7 @@ def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence
         job = kind_of(spec).job(z, spec, ids, tasks)
     except Exception as exc:  # a population that cannot even be set up is recorded, the zoo goes on
         return write_failed(z, ids, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
-    counts = {"ok": 0, "diverged": 0, "failed": 0}
+    counts = {"ok": 0, "diverged": 0, "failed": 0, "pending": len(ids) - len(job.model_ids) - len(job.blocked)}
     if job.blocked:
         counts["failed"] += write_failed(z, list(job.blocked), job.blocked)["failed"]
     if not job.model_ids:
@@ -226,19 +227,20 @@ def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence
     return counts
 
 
-def run_local(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm) -> None:
-    """The local backend: the populations of one stage, one after another in this process."""
+def run_local(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm) -> None:
+    """The local backend: stage by stage, the populations one after another in this process."""
     tasks = TaskCache(z)
-    for pop in populations:
-        train_population_job(z, spec, pop.model_ids, tasks=tasks,
-                             on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
+    for populations in stages:
+        for pop in populations:
+            train_population_job(z, spec, pop.model_ids, tasks=tasks,
+                                 on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
 
 
-def run_ray(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm, **options: Any) -> None:
+def run_ray(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm, **options: Any) -> None:
     """The Ray backend (:func:`generators.ray_backend.run_ray`), imported only when it runs."""
     from generators.ray_backend import run_ray as run
 
-    run(z, spec, populations, bar, **options)
+    run(z, spec, stages, bar, **options)
 
 
 #: backend name -> ``run(z, spec, populations_of_one_stage, bar, **options)``; it returns when the stage is written.
@@ -295,8 +297,8 @@ def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: boo
     total = sum(len(p.model_ids) * p.epochs for p in to_train)
     bar = tqdm(total=total, desc=f"training {spec.name}", unit="model-epoch", disable=not progress or total == 0)
     try:
-        for stage in sorted({p.stage for p in to_train}):
-            BACKENDS[backend](z, spec, [p for p in to_train if p.stage == stage], bar, **options)
+        stages = [[p for p in to_train if p.stage == stage] for stage in sorted({p.stage for p in to_train})]
+        BACKENDS[backend](z, spec, stages, bar, **options)
     finally:
         bar.close()
     for step in POST_GENERATION_STEPS:

@@ -332,18 +332,17 @@ def train_population(
             for name, values in _evaluate(model, data, config.eval_batch).items():
                 metrics.setdefault(name, np.full((P, len(ckpts)), np.nan, dtype=np.float32))[:, c] = values
 
+    n_batches = ((data.sizes + config.batch_size - 1) // config.batch_size).double()  # [P], the same every epoch
     checkpoint(0)
     for epoch in range(config.epochs):
         factor = config.lr_factor(epoch)
         orders = data.epoch_orders(gens)
         epoch_loss = torch.zeros(P, dtype=torch.float64)
-        n_batches = torch.zeros(P, dtype=torch.float64)
         for sel, idx in data.batches(orders, config.batch_size):
             xb, yb = data.x[idx], data.y[idx]  # [P, B, ...], [P, B]
             if sel is None:
                 loss, grads = model.loss_and_grads(xb, yb)
                 epoch_loss += loss.double()
-                n_batches += 1
                 if data.equal_sizes:
                     step += 1
                     _optimizer_step(config, params, grads, state1, state2, lr, wd, mom, factor, step)
@@ -357,7 +356,6 @@ def train_population(
             sub2 = {k: v[sel] for k, v in state2.items()}
             loss, grads = model.loss_and_grads(xb, yb, sub)
             epoch_loss[sel] += loss.double()
-            n_batches[sel] += 1
             steps[sel] += 1
             key = tuple(sel.tolist())
             if key not in sub_hypers:  # the same subsets recur every epoch
@@ -366,7 +364,7 @@ def train_population(
             for full, part in ((params, sub), (state1, sub1), (state2, sub2)):
                 for k, v in part.items():
                     full[k][sel] = v
-        mean_loss = (epoch_loss / n_batches.clamp(min=1)).numpy()
+        mean_loss = (epoch_loss / n_batches).numpy()
         curve[:, epoch] = mean_loss
         bad = (~np.isfinite(mean_loss) | (mean_loss > config.divergence_loss)) & (diverged < 0)
         diverged[bad] = epoch + 1

@@ -129,19 +129,21 @@ class _StageBar:
         self.advance({index: self.left[index]})
 
 
-def run_ray(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm, address: str | None = None, *,
+def run_ray(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm, address: str | None = None, *,
             cpus_per_task: int = 1, max_retries: int = 1,
             job: Callable[..., dict[str, int]] = train_population_job) -> None:
-    """The Ray backend: the populations of one stage as concurrent Ray tasks, returning when all have ended.
+    """The Ray backend: stage by stage, the populations of a stage as concurrent Ray tasks.
 
-    Each task requests ``cpus_per_task`` CPUs and trains with that many torch threads (results do not
-    depend on the thread count; see ``docs/BACKENDS.md``). A task whose worker dies is retried up to
-    ``max_retries`` times; a population that raises inside training is written ``failed`` by the job
-    itself. Tasks that still end without writing their models (worker or node lost, store not reachable)
-    do not stop the others; once the stage has ended, :class:`PopulationsLostError` names their models,
-    which stay ``pending`` for a rerun, and no later stage starts.
+    One Ray session serves every stage (a local instance is started once). Each task requests
+    ``cpus_per_task`` CPUs and trains with that many torch threads (results do not depend on the thread
+    count; see ``docs/BACKENDS.md``). A task whose worker dies is retried up to ``max_retries`` times; a
+    population that raises inside training is written ``failed`` by the job itself. Tasks that still end
+    without writing their models (worker or node lost, store not reachable) do not stop the others of
+    their stage; once it has ended, :class:`PopulationsLostError` names their models, which stay
+    ``pending`` for a rerun, and no later stage starts.
     """
-    if not populations:
+    stages = [list(s) for s in stages if s]
+    if not stages:
         return
     if cpus_per_task < 1:
         raise ZooError(f"cpus_per_task must be >= 1, got {cpus_per_task}")
@@ -149,48 +151,60 @@ def run_ray(z: Zoo, spec: Any, populations: Sequence[Population], bar: tqdm, add
     with ray_session(address) as ray:
         progress = None if bar.disable else ray.remote(num_cpus=0)(ProgressCounter).remote()
         task = ray.remote(train_population_task).options(num_cpus=cpus_per_task, max_retries=max_retries)
-        stage_bar = _StageBar(bar, populations)
-        refs = {task.remote(store, spec.raw, [int(i) for i in pop.model_ids], threads=cpus_per_task, index=i,
-                            progress=progress, job=job): i
-                for i, pop in enumerate(populations)}
-        waiting, lost, written = list(refs), {}, []
         try:
-            while waiting:
-                done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=POLL_S)
-                if progress is not None:
-                    try:
-                        stage_bar.advance(ray.get(progress.take.remote()))
-                    except ray.exceptions.RayError:  # the counter's node went away: count finished populations
-                        progress = None
-                for ref in done:
-                    index = refs[ref]
-                    try:
-                        ray.get(ref)
-                    except ray.exceptions.RayError as exc:
-                        lost[index] = exc
-                        continue
-                    written.append(index)
-                    stage_bar.finish(index)
-        except BaseException:  # Ctrl-C: stop the tasks; what they had not written stays pending
-            for ref in waiting:
-                ray.cancel(ref, force=True)
-            raise
+            for populations in stages:
+                progress = _run_stage(ray, task, job, z, store, spec, populations, bar, progress, cpus_per_task)
         finally:
             if progress is not None:
                 ray.kill(progress)
-    _check_written(z, [populations[i] for i in sorted(written)])
+
+
+def _run_stage(ray: Any, task: Any, job: Callable[..., dict[str, int]], z: Zoo, store: str, spec: Any,
+               populations: Sequence[Population], bar: tqdm, progress: Any | None, cpus_per_task: int) -> Any | None:
+    """Run one stage's tasks until all have ended, then check what they wrote; returns the progress
+    counter (None once it is gone)."""
+    stage_bar = _StageBar(bar, populations)
+    refs = {task.remote(store, spec.raw, [int(i) for i in pop.model_ids], threads=cpus_per_task, index=i,
+                        progress=progress, job=job): i
+            for i, pop in enumerate(populations)}
+    waiting, lost, written, left_pending = list(refs), {}, [], 0
+    try:
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=POLL_S)
+            if progress is not None:
+                try:
+                    stage_bar.advance(ray.get(progress.take.remote()))
+                except ray.exceptions.RayError:  # the counter's node went away: count finished populations
+                    progress = None
+            for ref in done:
+                index = refs[ref]
+                try:
+                    counts = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    lost[index] = exc
+                    continue
+                written.append(index)
+                left_pending += int(counts.get("pending", 0))
+                stage_bar.finish(index)
+    except BaseException:  # Ctrl-C: stop the tasks; what they had not written stays pending
+        for ref in waiting:
+            ray.cancel(ref, force=True)
+        raise
+    _check_written(z, [populations[i] for i in sorted(written)], left_pending)
     if lost:
         _raise_lost(z, populations, lost)
+    return progress
 
 
-def _check_written(z: Zoo, populations: Sequence[Population]) -> None:
-    """Tasks that returned wrote every model of their population; if this process still sees some of them
-    ``pending``, the workers wrote another directory under the same path (no shared filesystem)."""
+def _check_written(z: Zoo, populations: Sequence[Population], left_pending: int) -> None:
+    """Tasks that returned wrote every model of their population but the ``left_pending`` they report
+    left pending on purpose; if this process sees more of them ``pending``, the workers wrote another
+    directory under the same path (no shared filesystem)."""
     ids = [int(i) for p in populations for i in p.model_ids]
     if not ids:
         return
     pending = np.asarray(ids)[z.status_codes(ids) == STATUS_CODES["pending"]]
-    if len(pending):
+    if len(pending) > left_pending:
         raise ZooError(f"Ray tasks reported models {pending.tolist()[:10]} written, but {z.path} still has them "
                        "pending: the workers wrote to another directory at that path. The store must be on a "
                        "filesystem that the driver and every Ray node share, at the same absolute path.")

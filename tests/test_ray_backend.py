@@ -117,7 +117,7 @@ def test_ray_stage_equals_local_and_reports_each_epoch(ray_head, tiny_zoo_path, 
                 time.sleep(2 * POLL_S)
         return train_population_job(store, spec_dict, model_ids, on_epoch=report, **kw)
 
-    run_ray(z, spec, pops, bar, address=ray_head, job=pause_after_first_epoch)
+    run_ray(z, spec, [pops], bar, address=ray_head, job=pause_after_first_epoch)
     assert bar.n == total and z.status_counts()["ok"] == z.n_models
     one_epoch = len(pops[0].model_ids)
     assert one_epoch in bar.updates and len(bar.updates) > len(pops)  # per epoch, not per finished population
@@ -134,6 +134,11 @@ def test_ray_generate_equals_local_on_a_two_stage_model_tree(ray_head, tmp_path)
     assert_same_zoo(zoo.open(tmp_path / "ray.zarr"), zoo.open(tmp_path / "local.zarr"))
     assert local.status_counts() == remote.status_counts()
 
+    # children alone while their parents are still pending: they stay pending, as with the local backend
+    early = generate(spec, tmp_path / "children_first.zarr", progress=False, backend="ray", address=ray_head,
+                     stages=[1])
+    assert early.status_counts()["pending"] == early.n_models
+
 
 def test_a_dead_task_loses_only_its_population_and_a_retry_completes_it(ray_head, tiny_zoo_path, tmp_path):
     spec = load_spec(TINY_SPEC)
@@ -149,7 +154,7 @@ def test_a_dead_task_loses_only_its_population_and_a_retry_completes_it(ray_head
         return train_population_job(store, spec_dict, model_ids, **kw)
 
     with pytest.raises(PopulationsLostError, match="Rerun the same command") as err:
-        run_ray(z, spec, pops, CountingBar(1), address=ray_head, max_retries=0, job=crash_once)
+        run_ray(z, spec, [pops], CountingBar(1), address=ray_head, max_retries=0, job=crash_once)
     assert err.value.model_ids == victim
     status = z.models.set_index("model_id")["status"]
     assert (status[victim] == "pending").all() and (status.drop(victim) == "ok").all()
@@ -157,7 +162,7 @@ def test_a_dead_task_loses_only_its_population_and_a_retry_completes_it(ray_head
     marker.unlink()  # crashes again, and Ray's retry trains it
     left = pending_populations(z, spec)
     assert [p.model_ids for p in left] == [victim]
-    run_ray(z, spec, left, CountingBar(1), address=ray_head, max_retries=1, job=crash_once)
+    run_ray(z, spec, [left], CountingBar(1), address=ray_head, max_retries=1, job=crash_once)
     assert marker.exists() and z.status_counts()["ok"] == z.n_models
 
     generate(spec, tmp_path / "ray.zarr", progress=False, backend="ray", address=ray_head)  # post-generation steps
