@@ -109,8 +109,9 @@ def init_model(config: PopulationConfig, task: TaskData, init_seed: int) -> torc
         return build_architecture(config.architecture, task.input_shape, task.n_classes, config.arch_config)
 
 
-def _metrics(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and accuracy per member from logits ``[P, n, C]`` and labels ``[n]``."""
+def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy ``[P]`` and number of correct predictions ``[P]`` of every member, from
+    logits ``[P, n, C]`` and labels ``[n]`` (sums, so batches add up)."""
     p, n, c = logits.shape
     loss = F.cross_entropy(logits.reshape(p * n, c), y.repeat(p), reduction="none").view(p, n).sum(1)
     correct = (logits.argmax(-1) == y).sum(1)
@@ -190,7 +191,7 @@ def _evaluate(model: PopulationModel, data: MemberData, eval_batch: int) -> dict
                 x, y = task.split(split)
                 loss_sum, correct = 0.0, 0
                 for i in range(0, len(y), eval_batch):
-                    l, c = _metrics(model.logits(params, x[i:i + eval_batch], shared=True), y[i:i + eval_batch])
+                    l, c = loss_and_correct(model.logits(params, x[i:i + eval_batch], shared=True), y[i:i + eval_batch])
                     loss_sum = loss_sum + l
                     correct = correct + c
                 out[f"{split}_loss"][members.numpy()] = (loss_sum / len(y)).numpy()

@@ -143,7 +143,7 @@ def load_spec(spec: str | Path | Mapping[str, Any]) -> Any:
 
 
 def number(value: Any, name: str, source: str | None, *, integer: bool = False, positive: bool = False,
-           minimum: float | None = None) -> float | int:
+           minimum: float | None = None, maximum: float | None = None) -> float | int:
     """``value`` checked as a (finite, optionally integer, positive or bounded) number; errors name ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail(name, f"expected a number, got {value!r}", source)
@@ -155,6 +155,8 @@ def number(value: Any, name: str, source: str | None, *, integer: bool = False, 
         raise _fail(name, f"must be > 0, got {value!r}", source)
     if minimum is not None and value < minimum:
         raise _fail(name, f"must be >= {minimum}, got {value!r}", source)
+    if maximum is not None and value > maximum:
+        raise _fail(name, f"must be <= {maximum}, got {value!r}", source)
     return int(value) if integer else float(value)
 
 

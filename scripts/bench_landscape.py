@@ -3,7 +3,7 @@
 For each width, P MLPs (depth 2) are trained briefly on MNIST-1D (not timed). Then the top Hessian
 eigenvalue (power iteration) and trace (Hutchinson) of every model are computed on a fixed set of
 training samples and of test samples with the same settings (``landscape.hessian`` defaults:
-512 samples each, at most 100 iterations / vectors, tolerance 1e-3) three ways, in the same run:
+512 samples each, at most 100 iterations / vectors, tolerance 1e-3) four ways, in the same run:
 
 * ``vectorised``: :func:`generators.landscape.hessian.hessian_metrics` as ``weightzoo metrics`` runs it:
   one ``torch.func`` Hessian-vector product for a group of members, groups sized to a CPU cache
@@ -13,7 +13,7 @@ training samples and of test samples with the same settings (``landscape.hessian
 * ``pyhessian``: a PyHessian-style loop (what the PTMZ code does): an ``nn.Module``, ``autograd.grad``
   with ``create_graph`` once, then one double-backward product per iteration, model by model.
 
-All three use each model's own start vector and Rademacher vectors and the same stopping rule, so
+All four use each model's own start vector and Rademacher vectors and the same stopping rule, so
 they must give the same numbers; the largest relative differences are recorded. The loops run over
 all P models by default (``--baseline-models k`` times k of them and scales the time to P).
 

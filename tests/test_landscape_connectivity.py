@@ -48,9 +48,8 @@ def permuted_pairs(tiny_zoo_path):
     model, layout, a = population_of(z, [4, 5, 6], -1)
     gen = torch.Generator().manual_seed(0)
     b = torch.stack([w[layout.permutation_index(layout.random_permutations(gen))] for w in a])
-    task_key = str(z.models.loc[4, "task"])
     from zoo.tasks import build_task
-    return model, layout, a, b, build_task(z.tasks[task_key])
+    return model, layout, a, b, build_task(z.task_spec(4))
 
 
 def test_permuted_copies_have_a_barrier_that_bend_training_lowers(permuted_pairs):

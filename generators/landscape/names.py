@@ -10,7 +10,7 @@ PER_MODEL_NAMES: dict[str, tuple[str, ...]] = {
     "mc": ("mc_loss", "mc_error"),
     "barrier": ("barrier_loss", "barrier_error"),
 }
-#: Pair tables (``pairs/<name>``) written by each pair family; the first is the one resumption checks.
+#: Pair tables (``pairs/<name>``) written by each pair family.
 PAIR_NAMES: dict[str, tuple[str, ...]] = {
     "cka": ("cka",),
     "mc": ("mc_loss", "mc_error", "mc_loss_curve", "mc_error_curve"),
@@ -33,6 +33,3 @@ DESCRIPTIONS = {
     "barrier_loss_curve": "loss along the straight line at t = linspace(0, 1, n_points)",
     "barrier_error_curve": "error along the straight line at t = linspace(0, 1, n_points)",
 }
-#: Per-model means of pair tables: the per-model array ``name`` is the mean over the model's pairs
-#: of the pair table of the same name.
-PER_MODEL_FROM_PAIRS = {"cka": ("cka",), "mc": ("mc_loss", "mc_error"), "barrier": ("barrier_loss", "barrier_error")}

@@ -16,7 +16,7 @@ from zoo.layout import ParamLayout
 from zoo.store import Zoo
 from zoo.tasks import TaskData
 
-from generators.population import PopulationModel
+from generators.population import PopulationModel, loss_and_correct
 
 # streams of per-model random numbers
 STREAM_POWER, STREAM_TRACE, STREAM_CURVE_T = 1, 2, 3
@@ -51,9 +51,9 @@ def member_generator(seed: int, key: int | Sequence[int], stream: int) -> torch.
 def population_of(z: Zoo, ids: Sequence[int], checkpoint: int) -> tuple[PopulationModel, ParamLayout, torch.Tensor]:
     """The population function of ``ids`` (one architecture), its layout and their stored weights
     ``[len(ids), n_params]`` at checkpoint index ``checkpoint``."""
-    arch_key = z.arch_of(ids)
-    flat = z.weights(list(ids), checkpoint)
-    return PopulationModel([z.empty_model(int(ids[0]))]), z.layout(arch_key), flat
+    flat = z.weights(list(ids), checkpoint)  # checks that the ids share one architecture
+    model = PopulationModel([z.empty_model(int(ids[0]))])
+    return model, model.layout, flat
 
 
 def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -74,10 +74,8 @@ def loss_and_errors(model: PopulationModel, layout: ParamLayout, flat: torch.Ten
     wrong = torch.zeros(flat.shape[0], dtype=torch.float64)
     with torch.no_grad():
         for i in range(0, len(y), batch):
-            logits = model.logits(params, x[i:i + batch], shared=True)
             yb = y[i:i + batch]
-            p, b, c = logits.shape
-            ce = torch.nn.functional.cross_entropy(logits.reshape(p * b, c), yb.repeat(p), reduction="none")
-            loss += ce.view(p, b).sum(1).double()
-            wrong += (logits.argmax(-1) != yb).sum(1).double()
+            batch_loss, correct = loss_and_correct(model.logits(params, x[i:i + batch], shared=True), yb)
+            loss += batch_loss.double()
+            wrong += (len(yb) - correct).double()
     return (loss / len(y)).float(), (wrong / len(y)).float()

@@ -29,7 +29,7 @@ from zoo.tasks import TaskData, build_task
 from generators.landscape.cka import pair_cka
 from generators.landscape.connectivity import curve_values, linear_barrier, mc_from_curve, train_bends
 from generators.landscape.hessian import hessian_metrics
-from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_FROM_PAIRS, PER_MODEL_NAMES
+from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_NAMES
 from generators.landscape.pairs import cell_pairs
 from generators.landscape.population_data import fixed_batch, population_of
 from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
@@ -142,9 +142,8 @@ class _Run:
 
     def _alpha(self, ids: list[int], task: TaskData) -> Values:
         a = self.s.alpha
-        arch_key = self.z.arch_of(ids)
         flat = self.z.weights(ids, self.c)
-        per_layer = layer_alphas(self.z.layout(arch_key), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
+        per_layer = layer_alphas(self.z.layout(self.z.arch_of(ids[:1])), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
                                  zero_tol=a.zero_tol, farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows,
                                  farms_windows=a.farms_windows)
         padded = np.full((len(ids), self.n_layers), np.nan)
@@ -174,20 +173,18 @@ class _Run:
         tally = self.tally[family]
         names = PAIR_NAMES[family]
         pairs = cell_pairs(group, self.s.pairs.max_per_cell, self.s.pairs.seed)
-        primary = self._table(names[0], family)
-        for name in names[1:]:
-            self._table(name, family)
-        missing = [p for p in pairs if p not in primary or not np.isfinite(primary[p]).all()]
+        tables = [self._table(name, family) for name in names]
+        # a run interrupted between two tables leaves a pair in some only: it is missing until in all
+        missing = [p for p in pairs if any(p not in t or not np.isfinite(t[p]).all() for t in tables)]
         tally.skipped += len(pairs) - len(missing)
         fn = {"cka": self._cka, "mc": self._curve, "barrier": self._straight}[family]
-        members = sorted({i for p in pairs for i in p})
 
         def write(chunk: list, values: Values) -> None:
             for name in names:
                 for k, pair in enumerate(chunk):
                     self.tables[name][pair] = np.asarray(values[name][k], dtype=np.float64)
             self._write_pairs(family)
-            self._write_model_means(family, members)
+            self._write_model_means(family, sorted({i for pair in chunk for i in pair}))  # only their means changed
 
         self._compute(family, names, missing, lambda items: fn(items, task), write)
 
@@ -200,7 +197,7 @@ class _Run:
                                checkpoint=self.c, description=DESCRIPTIONS[name])
 
     def _write_model_means(self, family: str, ids: list[int]) -> None:
-        for name in PER_MODEL_FROM_PAIRS[family]:
+        for name in PER_MODEL_NAMES[family]:
             table = self.tables[name]
             by_model: dict[int, list[float]] = {i: [] for i in ids}
             for (a, b), v in table.items():
@@ -277,9 +274,10 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         selected = planned["model_id"].to_numpy()
     else:
         selected = np.unique(np.asarray(list(model_ids), dtype=np.int64))
-        bad = [int(i) for i in selected if not 0 <= i < z.n_models]
+        n = z.n_models
+        bad = [int(i) for i in selected if not 0 <= i < n]
         if bad:
-            raise ZooError(f"{z.path}: no models {bad[:5]} (model ids are 0..{z.n_models - 1})")
+            raise ZooError(f"{z.path}: no models {bad[:5]} (model ids are 0..{n - 1})")
     ok = [int(i) for i in selected if status[i] == STATUS_CODES["ok"]]
     not_ok: dict[str, int] = {}
     for i in selected:

@@ -18,7 +18,6 @@ anyone can recompute the values.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -26,6 +25,8 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from zoo.errors import SpecError
+
+from generators.spec import number
 
 #: Metric families, in the order they run. ``barrier`` is off by default.
 FAMILIES = ("hessian", "alpha", "cka", "mc", "barrier")
@@ -42,27 +43,15 @@ def _fail(name: str, msg: str) -> SpecError:
 
 
 def _int(minimum: int) -> Check:
-    def check(value: Any, name: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-            raise _fail(name, f"expected an integer, got {value!r}")
-        if value < minimum:
-            raise _fail(name, f"must be > 0, got {value!r}" if minimum == 1 else f"must be >= {minimum}, got {value!r}")
-        return int(value)
-    return check
+    """An integer >= ``minimum`` (``generators.spec.number``)."""
+    return lambda value, name: number(value, name, None, integer=True, positive=minimum == 1,
+                                      minimum=None if minimum == 1 else minimum)
 
 
-def _float(minimum: float = 0.0, *, strict: bool = True, maximum: float | None = None) -> Check:
-    def check(value: Any, name: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-            raise _fail(name, f"expected a finite number, got {value!r}")
-        if strict and value <= minimum:
-            raise _fail(name, f"must be > {minimum:g}, got {value!r}")
-        if not strict and value < minimum:
-            raise _fail(name, f"must be >= {minimum:g}, got {value!r}")
-        if maximum is not None and value > maximum:
-            raise _fail(name, f"must be <= {maximum:g}, got {value!r}")
-        return float(value)
-    return check
+def _float(*, positive: bool = True, maximum: float | None = None) -> Check:
+    """A finite number > 0 (``positive``) or >= 0, at most ``maximum``."""
+    return lambda value, name: number(value, name, None, positive=positive, minimum=None if positive else 0,
+                                      maximum=maximum)
 
 
 def _choice(*options: str) -> Check:
@@ -100,9 +89,9 @@ class HessianSettings:
     sample_seed: int = _opt(0, _any_int, "seed of the random sample subset")
     batch_size: int = _opt(1024, _int(1), "samples per Hessian-vector product chunk (memory, not the result)")
     iters: int = _opt(100, _int(1), "most power iterations")
-    tol: float = _opt(1e-3, _float(0.0, strict=False), "stop when the eigenvalue's relative change is below this")
+    tol: float = _opt(1e-3, _float(positive=False), "stop when the eigenvalue's relative change is below this")
     trace_vectors: int = _opt(100, _int(1), "most Rademacher vectors for the trace")
-    trace_tol: float = _opt(1e-3, _float(0.0, strict=False), "stop when the running mean's relative change is below this")
+    trace_tol: float = _opt(1e-3, _float(positive=False), "stop when the running mean's relative change is below this")
     seed: int = _opt(0, _any_int, "seed of the start vector and Rademacher vectors (combined with the model id)")
 
 
@@ -112,9 +101,9 @@ class SpectraSettings:
 
     min_eigs: int = _opt(5, _int(2), "layers with fewer non-zero eigenvalues get NaN")
     min_tail: int = _opt(5, _int(2), "fewest eigenvalues at or above xmin a fit may use")
-    zero_tol: float = _opt(1e-5, _float(0.0, strict=False), "eigenvalues <= zero_tol * largest are dropped")
+    zero_tol: float = _opt(1e-5, _float(positive=False), "eigenvalues <= zero_tol * largest are dropped")
     farms: bool = _opt(False, _bool, "FARMS: pool the ESDs of fixed-aspect-ratio submatrices")
-    farms_q: float = _opt(1.0, _float(0.0), "FARMS submatrix aspect ratio, columns / rows")
+    farms_q: float = _opt(1.0, _float(), "FARMS submatrix aspect ratio, columns / rows")
     farms_rows: int = _opt(0, _int(0), "FARMS submatrix rows (0 = as many as fit)")
     farms_windows: int = _opt(10, _int(1), "FARMS window positions per matrix dimension")
 
@@ -134,9 +123,9 @@ class ConnectivitySettings:
     """Quadratic Bezier curve between two seeds with fixed endpoints; its bend is trained."""
 
     epochs: int = _opt(10, _int(0), "epochs of bend training over the training split")
-    lr: float = _opt(0.05, _float(0.0), "SGD learning rate of the bend")
-    momentum: float = _opt(0.9, _float(0.0, strict=False, maximum=1.0), "SGD momentum")
-    weight_decay: float = _opt(0.0, _float(0.0, strict=False), "L2 penalty on the bend (coupled, as torch.optim.SGD)")
+    lr: float = _opt(0.05, _float(), "SGD learning rate of the bend")
+    momentum: float = _opt(0.9, _float(positive=False, maximum=1.0), "SGD momentum")
+    weight_decay: float = _opt(0.0, _float(positive=False), "L2 penalty on the bend (coupled, as torch.optim.SGD)")
     batch_size: int = _opt(128, _int(1), "mini-batch size of bend training")
     n_points: int = _opt(11, _int(3), "evaluation points t, evenly spaced in [0, 1]")
     eval_split: str = _opt("train", _choice("train", "test"), "split the curve is evaluated on")
