@@ -76,22 +76,29 @@ def tree_job(z: Zoo, spec: ModelTreeSpec, model_ids: Sequence[int], tasks: TaskC
         return TrainingJob(config, list(model_ids), [member(r) for r in rows], [tasks(str(r["task"])) for r in rows])
     parents = sorted({int(r["parent_id"]) for r in rows})
     parent_status = dict(zip(parents, z.status_codes(parents)))
-    blocked, ids, trainable = {}, [], []
+    blocked, ids, trainable, child_tasks = {}, [], [], []
     for mid, r in zip(model_ids, rows):
         status = int(parent_status[int(r["parent_id"])])
-        if status == STATUS_CODES["ok"]:
-            ids.append(int(mid))
-            trainable.append(r)
-        elif status != STATUS_CODES["pending"]:  # a child of a pending parent stays pending for a later run
+        if status == STATUS_CODES["pending"]:  # a child of a pending parent stays pending for a later run
+            continue
+        if status != STATUS_CODES["ok"]:
             blocked[int(mid)] = (f"parent model {int(r['parent_id'])} is {STATUS_NAMES[status]}; a child starts from "
                                  "its parent's final weights, so it cannot be fine-tuned")
+            continue
+        try:  # one child's unusable derived task must not fail its population's other children
+            task = tasks(str(r["task"]))
+        except Exception as exc:
+            blocked[int(mid)] = f"its derived task cannot be built: {type(exc).__name__}: {exc}"
+            continue
+        ids.append(int(mid))
+        trainable.append(r)
+        child_tasks.append(task)
     if not ids:
         return TrainingJob(config, [], [], [], None, blocked)
     ok_parents = sorted({int(r["parent_id"]) for r in trainable})
     final = dict(zip(ok_parents, z.weights(ok_parents, -1)))
     start = torch.stack([final[int(r["parent_id"])] for r in trainable])
-    return TrainingJob(config, ids, [member(r) for r in trainable], [tasks(str(r["task"])) for r in trainable],
-                       start, blocked)
+    return TrainingJob(config, ids, [member(r) for r in trainable], child_tasks, start, blocked)
 
 
 def held_out_tasks(models: pd.DataFrame, fraction: float, seed: int) -> list[str]:

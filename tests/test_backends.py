@@ -51,8 +51,12 @@ def test_ray_backend_without_ray_names_the_extra_to_install(tmp_path, monkeypatc
 
 
 def test_population_results_do_not_depend_on_the_thread_count(tmp_path):
-    """Ray tasks train with ``cpus_per_task`` threads, the local backend with all cores: same bits."""
-    spec = load_spec(dict(TINY_SPEC, optimizer={"name": "adam", "lr": 0.01}))
+    """Ray tasks train with ``cpus_per_task`` threads, the local backend with all cores: same bits. The
+    models are large enough (width 256, batch 128, 8 members) for torch to split its kernels over threads."""
+    spec = load_spec(dict(TINY_SPEC, task={"source": "mnist1d", "train_fraction": 0.5},
+                          grid={"load": {"param": "width", "values": [256]},
+                                "temperature": {"param": "batch_size", "values": [128]}},
+                          seeds=8, optimizer={"name": "adam", "lr": 0.01}))
     z = create_or_resume(spec, tmp_path / "z.zarr")
     pop = pending_populations(z, spec)[-1]
     job = kind_of(spec).job(z, spec, pop.model_ids, TaskCache(z))

@@ -3,7 +3,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -17,6 +16,7 @@ from zoo.errors import SpecError
 from zoo.tasks import build_task
 
 from killing import generate_and_kill, grid_spec_with_reference
+from same_zoo import assert_same_zoo
 
 
 def test_tiny_zoo_is_complete_and_consistent(tiny_zoo, tiny_spec):
@@ -100,11 +100,7 @@ def test_killed_generation_resumes_to_the_same_zoo(tmp_path):
     assert r.returncode == 0, r.stderr
     z = zoo.open(target)
     assert z.status_counts() == {"pending": 0, "ok": n, "diverged": 0, "failed": 0}
-    for key in ref.architectures:
-        ids = ref.models.query("arch_key == @key")["model_id"].tolist()
-        for c in range(len(ref.checkpoint_epochs)):
-            assert torch.allclose(z.weights(ids, c), ref.weights(ids, c), atol=1e-6)
-    np.testing.assert_allclose(z.metric("test_acc"), ref.metric("test_acc"), atol=1e-6)
+    assert_same_zoo(z, ref)
 
 
 def test_info_json_has_the_contract_keys(tiny_zoo_path):

@@ -11,6 +11,7 @@ import yaml
 
 import zoo
 from killing import generate_and_kill
+from same_zoo import assert_same_zoo
 from generators.driver import generate
 from generators.report import print_summary
 from generators.spec import load_spec
@@ -149,6 +150,27 @@ def test_children_of_a_diverged_base_are_failed_with_the_reason(tmp_path):
     assert children["error"].str.contains("parent model [01] is diverged", regex=True).all()
 
 
+def test_a_child_whose_task_cannot_be_built_is_blocked_alone(tmp_path):
+    from generators.driver import TaskCache, pending_populations
+    from generators.model_tree import tree_job
+
+    spec = load_spec("tree_quick")
+    z = generate(spec, tmp_path / "t.zarr", progress=False, stages=[0])
+    population = next(p for p in pending_populations(z, spec) if p.stage == 1)
+    cache = TaskCache(z)
+    broken = str(z.models.loc[population.model_ids[0], "task"])
+
+    def tasks(key):
+        if key == broken:
+            raise ValueError("corrupted source")
+        return cache(key)
+
+    job = tree_job(z, spec, population.model_ids, tasks)
+    victims = [i for i in population.model_ids if str(z.models.loc[i, "task"]) == broken]
+    assert sorted(job.blocked) == victims and "derived task cannot be built" in job.blocked[victims[0]]
+    assert job.model_ids == [i for i in population.model_ids if i not in victims] and job.model_ids
+
+
 def test_bases_then_children_resume_to_the_same_zoo(tmp_path, tree_path):
     ref = zoo.open(tree_path)
     target = tmp_path / "staged.zarr"
@@ -160,18 +182,7 @@ def test_bases_then_children_resume_to_the_same_zoo(tmp_path, tree_path):
     assert not z.meta["normalization"]  # not complete yet
     r = _cli("generate", "tree_quick", "--out", str(target), "--quiet")
     assert r.returncode == 0, r.stderr
-    _assert_same_zoo(zoo.open(target), ref)
-
-
-def _assert_same_zoo(z, ref):
-    assert z.status_counts() == ref.status_counts()
-    for key in ref.architectures:
-        ids = ref.models.query("arch_key == @key")["model_id"].tolist()
-        for c in range(len(ref.checkpoint_epochs)):
-            assert torch.allclose(z.weights(ids, c), ref.weights(ids, c), atol=1e-6)
-    np.testing.assert_allclose(z.metric("test_acc"), ref.metric("test_acc"), atol=1e-6)
-    for name in ref.split_names:
-        assert np.array_equal(z.split(name), ref.split(name))
+    assert_same_zoo(zoo.open(target), ref)
 
 
 @pytest.fixture(scope="module")
@@ -205,4 +216,4 @@ def test_killed_tree_generation_resumes_to_the_same_zoo(tmp_path, kill_after, on
     r = _cli("generate", str(spec_file), "--out", str(target), "--quiet")
     assert r.returncode == 0, r.stderr
     assert "model tree" in r.stdout
-    _assert_same_zoo(zoo.open(target), ref)
+    assert_same_zoo(zoo.open(target), ref)
