@@ -292,7 +292,7 @@ def _validate(spec: dict, source: str | None) -> PhaseGridSpec:
     optimizer = parse_optimizer(_mapping(spec, "optimizer", source, {"name": "sgd"}), "optimizer", source)
     schedule = parse_schedule(spec.get("schedule", {"name": "constant"}), "schedule", source)
 
-    checkpoint_epochs = _checkpoints(spec.get("checkpoints", {"log_spaced": 3}), epochs, source)
+    checkpoint_epochs = parse_checkpoints(spec.get("checkpoints", {"log_spaced": 3}), epochs, source)
     pop = _mapping(spec, "population", source, {})
     max_population = int(number(pop.get("max_size", 64), "population.max_size", source, integer=True,
                                  positive=True))
@@ -385,4 +385,3 @@ def _count_checkpoints(n: int, epochs: int, field_name: str, source: str | None)
     return out
 
 
-_checkpoints = parse_checkpoints  # the name phase-grid code used

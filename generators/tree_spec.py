@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from zoo.errors import SpecError
 from zoo.format import short_hash
-from zoo.tasks import CORRUPTION_KINDS, normalize_task_spec
+from zoo.tasks import CORRUPTION_KINDS, DERIVED_OPTIONS, normalize_task_spec
 
 from generators.spec import (
     _fail,
@@ -48,8 +48,8 @@ BASES_FIELDS = ("architecture", "architectures", "seeds", "data_seed_offset", "e
                 "checkpoints")
 CHILDREN_FIELDS = ("seed", "tasks", "epochs", "optimizer", "lr_range", "schedule", "checkpoints", "data_seed_offset",
                    "families")
-#: Derivation families, in the order their children are planned.
-FAMILIES = ("class_subset", "label_permutation", "corruption")
+#: Derivation families, in the order their children are planned (the derived-task options of zoo.tasks).
+FAMILIES = DERIVED_OPTIONS
 FAMILY_FIELDS = {
     "class_subset": ("count", "size", "optimizer", "lr_range"),
     "label_permutation": ("count", "moved", "optimizer", "lr_range"),
@@ -147,24 +147,27 @@ def _check_fields(value: Any, allowed: tuple, field_name: str, source: str | Non
     return dict(value)
 
 
-def _int_range(value: Any, field_name: str, source: str | None, minimum: int) -> list[int]:
+def _range(value: Any, field_name: str, source: str | None, parse: Callable[[Any, str], Any],
+           what: str = "") -> list:
+    """``[low, high]`` with each end checked by ``parse(value, field name)`` and ``low <= high``."""
     if not isinstance(value, list) or len(value) != 2:
-        raise _fail(field_name, f"expected [low, high], got {value!r}", source)
-    lo, hi = (int(number(v, f"{field_name}[{i}]", source, integer=True, minimum=minimum)) for i, v in enumerate(value))
+        raise _fail(field_name, f"expected [low, high]{what}, got {value!r}", source)
+    lo, hi = (parse(v, f"{field_name}[{i}]") for i, v in enumerate(value))
     if lo > hi:
         raise _fail(field_name, f"low {lo} is above high {hi}", source)
     return [lo, hi]
 
 
+def _int_range(value: Any, field_name: str, source: str | None, minimum: int) -> list[int]:
+    return _range(value, field_name, source,
+                  lambda v, name: int(number(v, name, source, integer=True, minimum=minimum)))
+
+
 def _lr_range(value: Any, field_name: str, source: str | None) -> list[float] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != 2:
-        raise _fail(field_name, f"expected [low, high] learning rates, got {value!r}", source)
-    lo, hi = (number(v, f"{field_name}[{i}]", source, positive=True) for i, v in enumerate(value))
-    if lo > hi:
-        raise _fail(field_name, f"low {lo} is above high {hi}", source)
-    return [float(lo), float(hi)]
+    return _range(value, field_name, source, lambda v, name: float(number(v, name, source, positive=True)),
+                  " learning rates")
 
 
 def _training(section: Mapping, prefix: str, source: str | None, shared_optimizer: dict, default_epochs: int,
@@ -198,12 +201,7 @@ def _levels(kind: str, value: Any, field_name: str, source: str | None) -> dict:
         if not isinstance(values, list) or not values:
             raise _fail(f"{field_name}.levels", f"expected a non-empty list, got {values!r}", source)
         return {"levels": [level(v, f"{field_name}.levels[{i}]") for i, v in enumerate(values)]}
-    rng = spec["range"]
-    if not isinstance(rng, list) or len(rng) != 2:
-        raise _fail(f"{field_name}.range", f"expected [low, high], got {rng!r}", source)
-    lo, hi = (level(v, f"{field_name}.range[{i}]") for i, v in enumerate(rng))
-    if lo > hi:
-        raise _fail(f"{field_name}.range", f"low {lo} is above high {hi}", source)
+    lo, hi = _range(spec["range"], f"{field_name}.range", source, level)
     if integer and lo < 0 < hi:
         raise _fail(f"{field_name}.range", f"a shift range must not contain 0, got [{lo}, {hi}]", source)
     return {"range": [lo, hi]}
@@ -264,7 +262,7 @@ def validate_tree_spec(spec: dict, source: str | None) -> ModelTreeSpec:
         task = normalize_task_spec(spec.get("task", "mnist1d"))
     except SpecError as exc:
         raise SpecError(f"{_where(source)}field 'task': {exc}") from exc
-    derived = [k for k in ("class_subset", "label_permutation", "corruption") if k in task]
+    derived = [k for k in FAMILIES if k in task]
     if derived:
         raise _fail(f"task.{derived[0]}", "the source task of a tree cannot itself be derived; derived tasks "
                     "come from children.families", source)
