@@ -53,13 +53,11 @@ def children_of(z: Zoo, model_id: int) -> np.ndarray:
 def checkpoint_epochs_of(z: Zoo, model_id: int) -> list[int]:
     """The epochs of model ``model_id``'s checkpoints: bases and children of a tree count their own
     epochs (a child's epoch 0 is its parent's final weights); other zoos: ``z.checkpoint_epochs``."""
-    tree = z.meta.get("tree")
-    if tree is None:
-        return z.checkpoint_epochs
-    role = str(z._planned.iloc[int(model_id)]["tree_role"]) if 0 <= int(model_id) < z.n_models else None
-    if role is None:
-        raise ZooError(f"{z.path}: no model {model_id} (model ids are 0..{z.n_models - 1})")
-    return [int(e) for e in tree["checkpoint_epochs"][role]]
+    meta = z.meta
+    if "tree" not in meta:
+        return list(meta["checkpoint_epochs"])
+    role = str(z._row(model_id)["tree_role"])  # range-checked, with an error naming the ids
+    return [int(e) for e in meta["tree"]["checkpoint_epochs"][role]]
 
 
 def tree_info(z: Zoo) -> dict[str, Any]:
