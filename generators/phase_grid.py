@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from zoo.architectures import build_architecture, layout_of
+from zoo.architectures import architecture_record
 from zoo.format import architecture_key, short_hash
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task, normalize_task_spec
@@ -56,9 +56,7 @@ def plan_models(spec: PhaseGridSpec) -> tuple[pd.DataFrame, dict[str, dict], dic
         input_shape, n_classes = task_data_shapes[task_key]
         akey = architecture_key(spec.architecture, arch_cfg, input_shape, n_classes)
         if akey not in archs:
-            module = build_architecture(spec.architecture, input_shape, n_classes, arch_cfg)
-            archs[akey] = {"name": spec.architecture, "config": arch_cfg, "input_shape": list(input_shape),
-                           "n_classes": int(n_classes), "layout": layout_of(module).to_record()}
+            _, archs[akey] = architecture_record(spec.architecture, input_shape, n_classes, arch_cfg)
         n_params = archs[akey]["layout"]["n_params"]
         for si, seed in enumerate(spec.seeds):
             row = {

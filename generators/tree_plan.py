@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zoo.architectures import build_architecture, layout_of
+from zoo.architectures import architecture_record
 from zoo.errors import SpecError
 from zoo.format import architecture_key, short_hash
 from zoo.tasks import build_task, normalize_task_spec
@@ -171,10 +171,8 @@ def plan_tree(spec: ModelTreeSpec) -> tuple[pd.DataFrame, dict[str, dict], dict[
     for base in spec.bases:
         akey = architecture_key(base.architecture, base.arch_config, source.input_shape, source.n_classes)
         if akey not in archs:
-            module = build_architecture(base.architecture, source.input_shape, source.n_classes, base.arch_config)
-            archs[akey] = {"name": base.architecture, "config": base.arch_config,
-                           "input_shape": list(source.input_shape), "n_classes": int(source.n_classes),
-                           "layout": layout_of(module).to_record()}
+            _, archs[akey] = architecture_record(base.architecture, source.input_shape, source.n_classes,
+                                                 base.arch_config)
         base_keys.append(akey)
     option_names = sorted({k for b in spec.bases for k in b.arch_config})
     all_classes = {class_column(c): True for c in class_ids}

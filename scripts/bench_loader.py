@@ -61,15 +61,14 @@ BATCH = 64
 def build(root: Path, n: int, seed: int = 0) -> dict:
     """The store, its packed copy and the legacy files for ``n`` models; returns their paths."""
     import zoo
-    from zoo.architectures import build_architecture, layout_of
-    from zoo.format import STATUS_CODES, architecture_key
+    from zoo.architectures import architecture_record
+    from zoo.format import STATUS_CODES
+    from zoo.layout import ParamLayout
     from zoo.pack import pack_weights
     from zoo.splits import assign_split
 
-    module = build_architecture("cnn2d", (1, 28, 28), 10, {})
-    layout = layout_of(module)
-    key = architecture_key("cnn2d", {}, [1, 28, 28], 10)
-    arch = {"name": "cnn2d", "config": {}, "input_shape": [1, 28, 28], "n_classes": 10, "layout": layout.to_record()}
+    key, arch = architecture_record("cnn2d", (1, 28, 28), 10, {})
+    layout = ParamLayout.from_record(arch["layout"])
     models = pd.DataFrame({"model_id": np.arange(n), "arch_key": key, "task": "t0",
                            "lr": np.random.default_rng(seed).uniform(1e-4, 1e-2, n)})
     store = root / f"zoo_{n}.zarr"

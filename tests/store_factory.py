@@ -7,17 +7,9 @@ import pandas as pd
 import torch
 
 import zoo
-from zoo.architectures import build_architecture, layout_of
+from zoo.architectures import architecture_record
 from zoo.dataset import norm_stats
-from zoo.format import architecture_key
 from zoo.splits import assign_split
-
-
-def _arch(name: str, input_shape, n_classes: int, config: dict) -> tuple[str, dict]:
-    module = build_architecture(name, input_shape, n_classes, config)
-    key = architecture_key(name, config, input_shape, n_classes)
-    return key, {"name": name, "config": config, "input_shape": list(input_shape), "n_classes": n_classes,
-                 "layout": layout_of(module).to_record()}
 
 
 def make_rich_store(path, n: int = 10, seed: int = 0) -> zoo.Zoo:
@@ -26,8 +18,8 @@ def make_rich_store(path, n: int = 10, seed: int = 0) -> zoo.Zoo:
     and vector), a pair metric and phase labels; a planned column ``phase`` that ``Zoo.models`` hides
     behind the phase labels."""
     rng = np.random.default_rng(seed)
-    k_mlp, a_mlp = _arch("mlp", (40,), 10, {"width": 8, "depth": 2, "activation": "tanh"})
-    k_cnn, a_cnn = _arch("cnn1d", (40,), 10, {"width": 4, "depth": 1})
+    k_mlp, a_mlp = architecture_record("mlp", (40,), 10, {"width": 8, "depth": 2, "activation": "tanh"})
+    k_cnn, a_cnn = architecture_record("cnn1d", (40,), 10, {"width": 4, "depth": 1})
     keys = [k_mlp if i % 3 else k_cnn for i in range(n)]
     models = pd.DataFrame({
         "model_id": np.arange(n), "arch_key": keys, "task": "t0",

@@ -92,6 +92,8 @@ def test_imported_models_compute_the_keras_function(release, tmp_path):
     z = import_public(d, "smallcnnzoo", tmp_path / "s.zarr", progress=False)
     assert z.checkpoint_epochs == EPOCHS and z.n_models == 4
     assert list(z.models["status"]) == ["ok", "ok", "failed", "diverged"]
+    assert z.models.loc[3, "diverged_epoch"] == 86  # the epoch of the first non-finite checkpoint
+    assert z.models["diverged_epoch"].isna()[:3].all()
     assert z.layout(z.models.loc[0, "arch_key"]).n_params == 4970
     x = np.random.default_rng(1).standard_normal((3, 28, 28, 1)).astype(np.float32)
     for mid in (0, 1):
@@ -101,6 +103,20 @@ def test_imported_models_compute_the_keras_function(release, tmp_path):
             got = net(torch.from_numpy(x).permute(0, 3, 1, 2)).detach().numpy()
             np.testing.assert_allclose(got, keras_forward(variables, x.astype(np.float64), activation),
                                        rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "selu"])
+def test_smallcnn_modules_pickle(activation):
+    import pickle
+
+    from zoo.architectures import build_architecture
+
+    net = build_architecture("smallcnn", (1, 28, 28), 10, {"activation": activation})
+    back = pickle.loads(pickle.dumps(net))
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(back(x), net(x))
+    with pytest.raises(ZooError, match=r"unknown activation 'swish'; choose from \[.*'linear'"):
+        build_architecture("smallcnn", (1, 28, 28), 10, {"activation": "swish"})
 
 
 def test_columns_metrics_and_records(release, tmp_path):

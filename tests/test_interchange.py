@@ -166,6 +166,21 @@ def test_bad_inputs_give_clear_errors(rich, round_trips, tmp_path):
     assert not any(p.name.endswith(".zarr") for p in tmp_path.iterdir())
 
 
+def test_hdf5_reads_every_zarr_float_fill_value():
+    from zoo.interchange.hdf5 import _fill_value
+
+    def fill(value, dtype):
+        return _fill_value({"fill_value": value}, np.dtype(dtype))
+
+    assert np.isnan(fill("0x7fc00000", "float32")) and np.isnan(fill("NaN", "float64"))
+    assert fill("0x3f800000", "float32") == 1.0 and fill("0xc000000000000000", "float64") == -2.0
+    assert fill("-Infinity", "float32") == -np.inf and fill(0.5, "float16") == 0.5
+    assert fill(["0x3f800000", "Infinity"], "complex64") == complex(1, np.inf)
+    assert fill(3, "int8") == 3 and fill("x", object) is None
+    with pytest.raises(ZooError, match="has 2 bytes, a float32 has 4"):
+        fill("0x3c00", "float32")
+
+
 def test_packed_store_reads_the_same_and_round_trips(rich, tmp_path):
     from zoo.pack import pack_weights
 

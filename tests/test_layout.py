@@ -46,6 +46,18 @@ def test_permutation_index_keeps_the_function(name, shape, cfg):
     assert torch.allclose(m(x), ref, atol=1e-5)
 
 
+def test_from_shapes_is_from_module_without_a_module():
+    module = build_architecture("cnn2d", (1, 28, 28), 10, {})
+    perm, groups = module.permutation_spec()
+    shapes = [(n, tuple(p.shape)) for n, p in module.named_parameters()]
+    assert ParamLayout.from_shapes(shapes, perm, groups) == layout_of(module)
+    plain = ParamLayout.from_shapes([("a.w", (2, 3)), ("a.b", [2]), ("head", (4,)), ("c.d.w", (1,))])
+    assert [(e.offset, e.shape, e.layer) for e in plain] == [(0, (2, 3), 0), (6, (2,), 0), (8, (4,), 1), (12, (1,), 2)]
+    assert plain.n_params == 13 and not plain.permutable
+    moved = ParamLayout.from_shapes([("a.w", (2,)), ("a.b", (2,))], layer_of={"a.b": 5})
+    assert [e.layer for e in moved] == [0, 5]
+
+
 def test_mismatched_weights_name_the_shape():
     m = build_architecture("mlp", (40,), 10, {"width": 8})
     with pytest.raises(ArchitectureMismatchError, match="parameters"):

@@ -1,6 +1,8 @@
 """ZooBatchLoader: every model once per epoch, right targets and views, seeded shuffles, packed or not."""
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,6 +95,24 @@ def test_split_and_drop_last(stores):
     loader = ZooBatchLoader(ds, batch_size=4, drop_last=True, block_models=4)
     ids = torch.cat([y for _, y in loader]).tolist()
     assert len(ids) == len(ds) // 4 * 4 and set(ids) <= set(ds.model_ids.tolist())
+
+
+def test_loading_and_packing_do_not_import_the_interchange_formats():
+    code = ("import sys, zoo.pack, zoo.batch_loader; "
+            "print(sorted(m for m in ('h5py', 'datasets', 'safetensors', 'zoo.interchange') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_block_rows_are_whole_chunks_of_about_block_bytes():
+    from zoo.chunkio import BLOCK_BYTES, block_rows, row_blocks
+
+    assert block_rows((10_000, 1, 8192), np.float32, (256, 1, 8192)) == 1024  # 8 MiB chunks: 4 in 32 MiB
+    assert block_rows((10, 2, 10**8), np.float32, (1, 1, 10**8)) == 1  # one row over the budget: one chunk
+    assert block_rows((100, 3), object, (7, 3)) * 3 * 8 <= BLOCK_BYTES + 7 * 3 * 8
+    blocks = list(row_blocks((2500, 1, 8192), np.float32, (256, 1, 8192)))
+    assert [(b.start, b.stop) for b in blocks] == [(0, 1024), (1024, 2048), (2048, 2500)]
+    assert list(row_blocks((), np.int8, ())) == [Ellipsis]
 
 
 def test_direct_chunk_reads_equal_zarr(stores, tmp_path):

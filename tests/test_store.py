@@ -7,22 +7,54 @@ import pytest
 import torch
 
 import zoo
-from zoo.architectures import build_architecture, layout_of
+from zoo.architectures import architecture_record, build_architecture, layout_of
 from zoo.errors import ArchitectureMismatchError, CorruptChunkError, FormatVersionError, NotAZooError, ZooError
 from zoo.format import ROOT_ATTR, architecture_key
+from zoo.layout import ParamLayout
 
 
-def _make_store(path, n=4, width=8):
-    m = build_architecture("mlp", (40,), 10, {"width": width, "depth": 1})
-    lay = layout_of(m)
-    key = architecture_key("mlp", {"width": width, "depth": 1}, (40,), 10)
-    archs = {key: {"name": "mlp", "config": {"width": width, "depth": 1}, "input_shape": [40], "n_classes": 10,
-                   "layout": lay.to_record()}}
+def _make_store(path, n=4, width=8, **create):
+    key, arch = architecture_record("mlp", (40,), 10, {"width": width, "depth": 1})
     models = pd.DataFrame({"model_id": np.arange(n), "arch_key": key, "task": "t0", "lr": np.linspace(0.1, 0.4, n),
                            "optimizer": ["sgd", "adam"] * (n // 2)})
-    z = zoo.create_zoo(path, models=models, architectures=archs, tasks={"t0": {"source": "mnist1d"}},
-                       checkpoint_epochs=[0, 5], metric_names=["test_acc"], n_epochs=5)
-    return z, lay
+    z = zoo.create_zoo(path, models=models, architectures={key: arch}, tasks={"t0": {"source": "mnist1d"}},
+                       checkpoint_epochs=[0, 5], metric_names=["test_acc"], n_epochs=5, **create)
+    return z, ParamLayout.from_record(arch["layout"])
+
+
+def test_architecture_record_matches_its_parts():
+    cfg = {"width": 8, "depth": 1}
+    key, arch = architecture_record("mlp", (40,), 10, cfg)
+    module = build_architecture("mlp", (40,), 10, cfg)
+    assert key == architecture_key("mlp", cfg, [40], 10)
+    assert arch == {"name": "mlp", "config": cfg, "input_shape": [40], "n_classes": 10,
+                    "layout": layout_of(module).to_record()}
+    assert arch["config"] is not cfg  # a copy: the caller's dict is not shared with the store's record
+
+
+def test_extra_curves_are_written_through_the_store_api(tmp_path):
+    z, lay = _make_store(tmp_path / "z.zarr", curve_names=["test_acc", "lr"])
+    assert sorted(z._root["curves"].array_keys()) == ["lr", "test_acc", "train_loss"]  # train_loss always
+    assert z._root["curves/lr"].shape == z._root["curves/train_loss"].shape == (4, 5)
+    z.write_model(0, weights=torch.randn(2, lay.n_params), metrics={}, status="ok", record={},
+                  curve=np.arange(5), curves={"test_acc": np.linspace(0, 1, 5)})
+    z.write_model(1, weights=None, metrics={}, status="failed", record={},
+                  curves={"train_loss": np.ones(5), "lr": np.full(5, 0.1)})
+    np.testing.assert_allclose(z.curve()[0], np.arange(5))
+    np.testing.assert_allclose(z.curve("test_acc")[0], np.linspace(0, 1, 5))
+    np.testing.assert_allclose(z.curve()[1], np.ones(5))
+    np.testing.assert_allclose(z.curve("lr")[1], np.full(5, 0.1), rtol=1e-6)
+    assert np.isnan(z.curve("lr")[0]).all() and np.isnan(z.curve("test_acc")[1]).all()
+    with pytest.raises(ZooError, match=r"unknown curve 'val_loss' \(store has curves \['lr', 'test_acc', 'train_loss'\]"):
+        z.write_model(2, weights=None, metrics={}, status="failed", record={}, curves={"val_loss": np.ones(5)})
+    with pytest.raises(ZooError, match="either as curve= or in curves="):
+        z.write_model(2, weights=None, metrics={}, status="failed", record={}, curve=np.ones(5),
+                      curves={"train_loss": np.ones(5)})
+    with pytest.raises(ZooError, match=r"curve 'lr' has shape \[3\], the store's curves/lr holds \[5\]"):
+        z.write_model(2, weights=None, metrics={}, status="failed", record={}, curves={"lr": np.ones(3)})
+    assert z.status_codes()[2] == 0  # every refused write left the model pending
+    with pytest.raises(ZooError, match="not valid array names"):
+        _make_store(tmp_path / "bad.zarr", curve_names=["a/b"])
 
 
 def test_round_trip_weights_metrics_and_models_table(tmp_path):

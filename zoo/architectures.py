@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from zoo.errors import ArchitectureMismatchError, UnknownNameError
+from zoo.format import architecture_key
 from zoo.layout import ParamLayout, PermAxis
 
 ArchitectureBuilder = Callable[..., nn.Module]
@@ -74,6 +75,19 @@ def layout_of(module: nn.Module) -> ParamLayout:
     return ParamLayout.from_module(module)
 
 
+def architecture_record(name: str, input_shape: Sequence[int], n_classes: int, config: Mapping | None = None
+                        ) -> tuple[str, dict]:
+    """``(arch_key, record)`` of one instance of the registered architecture ``name``: the record a store
+    keeps under ``architectures[arch_key]`` (``name``, ``config``, ``input_shape``, ``n_classes`` and
+    ``layout``, the :class:`ParamLayout` record). Builds the module once (drawing from torch's global RNG)."""
+    config = dict(config or {})
+    layout = layout_of(build_architecture(name, input_shape, n_classes, config))
+    shape = [int(s) for s in input_shape]
+    return architecture_key(name, config, shape, int(n_classes)), {
+        "name": name, "config": config, "input_shape": shape, "n_classes": int(n_classes),
+        "layout": layout.to_record()}
+
+
 def load_flat_weights(module: nn.Module, flat: torch.Tensor, where: str = "weights") -> nn.Module:
     """Copy a flat vector ``[n_params]`` into ``module``'s parameters (checked against its layout)."""
     layout = layout_of(module)
@@ -97,10 +111,12 @@ _DERIVATIVE_FROM_OUTPUT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if name not in ACTIVATIONS:
-        raise UnknownNameError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
+def _activation(name: str, table: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = ACTIVATIONS
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation ``name`` of ``table`` (error listing the choices)."""
+    if name not in table:
+        raise UnknownNameError(f"unknown activation {name!r}; choose from {sorted(table)}")
+    return table[name]
 
 
 def chain_permutation_spec(prefixes: Sequence[str], units: Sequence[int], repeats: Sequence[int] | None = None
@@ -320,12 +336,17 @@ def _build_cnn2d(input_shape, n_classes, channels=(8, 6, 4), kernels=(5, 5, 2), 
 
 
 # ---------------------------------------------------------------------------- CNN of the Small CNN Zoo
+def identity(x: torch.Tensor) -> torch.Tensor:
+    """Keras' ``linear`` activation (a module-level function, so modules using it can be pickled)."""
+    return x
+
+
 SMALLCNN_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     **ACTIVATIONS,
     "selu": F.selu,  # Keras and PyTorch use the same SELU constants
     "elu": F.elu,  # alpha = 1 in both
     "softplus": F.softplus,
-    "linear": lambda x: x,
+    "linear": identity,
 }
 
 
@@ -345,9 +366,7 @@ class SmallCNN(nn.Module):
         if len(shape) not in (2, 3):
             raise ValueError(f"SmallCNN needs input_shape (C, H, W) or (H, W), got {input_shape}")
         self.in_channels = 1 if len(shape) == 2 else shape[0]
-        if activation not in SMALLCNN_ACTIVATIONS:
-            raise UnknownNameError(f"unknown activation {activation!r}; choose from {sorted(SMALLCNN_ACTIVATIONS)}")
-        self.act = SMALLCNN_ACTIVATIONS[activation]
+        self.act = _activation(activation, SMALLCNN_ACTIVATIONS)
         c_in, convs = self.in_channels, []
         for _ in range(int(depth)):
             convs.append(nn.Conv2d(c_in, int(width), int(kernel_size), stride=int(stride)))

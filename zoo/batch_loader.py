@@ -26,8 +26,6 @@ from zarr.core.buffer.cpu import NDBuffer
 from zoo.chunkio import direct_reader
 from zoo.dataset import ZooDataset
 from zoo.errors import ZooError
-from zoo.normalization import normalize
-from zoo.tokens import tokenize
 
 DEFAULT_BLOCK_MODELS = 256
 
@@ -47,7 +45,9 @@ class ZooBatchLoader:
 
     ``x`` is ``[B, n_params]`` float32 (view ``flat``), ``{name: [B, *shape]}`` (``layers``) or the token
     dict (``tokens``); ``y`` is ``[B]`` / ``[B, k]`` float32 targets, or model ids ``[B]`` without a
-    target. ``transform`` must accept a batch ``[B, n_params]`` (those of :mod:`zoo.augment` do).
+    target: what :meth:`ZooDataset.examples <zoo.dataset.ZooDataset.examples>` makes of a batch, so the same
+    as the dataset's items, stacked. ``transform`` must accept a batch ``[B, n_params]`` (those of
+    :mod:`zoo.augment` do).
     """
 
     def __init__(self, dataset: ZooDataset, batch_size: int = 64, shuffle: bool = True, seed: int = 0,
@@ -119,23 +119,6 @@ class ZooBatchLoader:
                 yield current
 
     # ------------------------------------------------------------------ batches
-    def _batch(self, w: torch.Tensor, positions: np.ndarray) -> tuple[Any, Any]:
-        ds = self.ds
-        if ds.stats is not None:
-            w = normalize(w, ds.stats, ds.layout)
-        if ds.transform is not None:
-            w = ds.transform(w)
-        if ds.view == "layers":
-            x: Any = {k: v.clone() for k, v in ds.layout.unflatten(w).items()}
-        elif ds.view == "tokens":
-            x = {"tokens": tokenize(w, ds.tmap), "mask": ds.tmap.mask.expand(len(positions), *ds.tmap.mask.shape),
-                 "positions": ds.tmap.positions.expand(len(positions), *ds.tmap.positions.shape)}
-        else:
-            x = w
-        idx = torch.from_numpy(positions)
-        y = ds.targets[idx] if ds.targets is not None else torch.from_numpy(ds.model_ids[positions])
-        return x, y
-
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         rng = np.random.default_rng((self.seed, self.epoch))
         b = self.batch_size
@@ -150,12 +133,12 @@ class ZooBatchLoader:
                 carry_p = np.concatenate([carry_p, positions[:i]])
                 if len(carry_p) < b:
                     continue
-                yield self._batch(carry_w, carry_p)
+                yield self.ds.examples(carry_w, carry_p)
             while i + b <= len(rows):
-                yield self._batch(weights.index_select(0, rows[i:i + b]), positions[i:i + b])
+                yield self.ds.examples(weights.index_select(0, rows[i:i + b]), positions[i:i + b])
                 i += b
             carry_w, carry_p = weights.index_select(0, rows[i:]), positions[i:]
             del weights  # only the prefetched buffer stays alive while the next one is read
         if len(carry_p) and not self.drop_last:
-            yield self._batch(carry_w, carry_p)
+            yield self.ds.examples(carry_w, carry_p)
         self.epoch += 1

@@ -8,11 +8,17 @@ CRC32C of the encoded bytes appended) — on a local store with the default chun
 nothing else: :func:`direct_reader` returns None for any other array, and callers fall back to zarr.
 A missing chunk reads as the fill value, as in zarr; a checksum mismatch raises
 :class:`~zoo.errors.CorruptChunkError`. The tests compare it with zarr's reads.
+
+It also says how to stream a large array in blocks of about :data:`BLOCK_BYTES`: :func:`block_rows` and
+:func:`row_blocks` (used by packing, the interchange formats and store comparison). This module imports
+nothing beyond numpy, zarr and google_crc32c, so ``zoo.pack`` and ``zoo.batch_loader`` stay free of the
+interchange formats' dependencies (h5py, datasets, safetensors).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import google_crc32c
 import numpy as np
@@ -20,12 +26,35 @@ import zarr
 
 from zoo.errors import CorruptChunkError
 
+# about this many bytes per read when an array is streamed block by block
+BLOCK_BYTES = 32 << 20
+
+
+def block_rows(shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> int:
+    """Rows per block when streaming an array of ``shape`` and ``dtype`` whose chunks (or shards, the
+    unit a write touches) have shape ``chunks``: a whole number of chunks along the first axis, about
+    :data:`BLOCK_BYTES` in all, at least one chunk. Strings (``object`` dtype) count 8 bytes a value."""
+    itemsize = 8 if np.dtype(dtype) == object else np.dtype(dtype).itemsize
+    row_bytes = int(np.prod(tuple(shape)[1:], dtype=np.int64)) * itemsize
+    chunk_rows = max(int(chunks[0]), 1) if len(chunks) else 1
+    return max(1, BLOCK_BYTES // max(row_bytes * chunk_rows, 1)) * chunk_rows
+
+
+def row_blocks(shape: Sequence[int], dtype: Any, chunks: Sequence[int]) -> Iterator[Any]:
+    """Selections that cover an array block by block: slices of its first axis, :func:`block_rows` long
+    and aligned to its chunks (the last one shorter), or a single ``Ellipsis`` for a 0-d array."""
+    if not len(shape):
+        yield Ellipsis
+        return
+    per = block_rows(shape, dtype, chunks)
+    for start in range(0, int(shape[0]), per):
+        yield slice(start, min(start + per, int(shape[0])))
+
 
 class DirectChunkReader:
     """Whole-chunk reads of one array (see the module docstring for when it applies)."""
 
     def __init__(self, array: zarr.Array, root: Path) -> None:
-        self.array = array
         self.dir = root / array.path
         self.chunks = tuple(int(c) for c in array.metadata.chunk_grid.chunk_shape)
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
@@ -33,18 +62,12 @@ class DirectChunkReader:
         self.nbytes = int(np.prod(self.chunks)) * self.dtype.itemsize
 
     def chunk(self, coords: tuple[int, ...]) -> np.ndarray:
-        """Chunk ``coords`` as an array of the full chunk shape (edge chunks include their padding)."""
-        path = self.dir.joinpath("c", *(str(int(c)) for c in coords))
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return np.full(self.chunks, self.fill, dtype=self.dtype)
-        if len(raw) != self.nbytes + 4:
-            raise CorruptChunkError(f"chunk {path} has {len(raw)} bytes, expected {self.nbytes + 4}")
-        body = np.frombuffer(raw, dtype=np.uint8, count=self.nbytes)  # a view: no copy
-        if google_crc32c.value(body) != int.from_bytes(raw[-4:], "little"):
-            raise CorruptChunkError(f"chunk {path} fails its CRC32C checksum")
-        return body.view(self.dtype).reshape(self.chunks)
+        """Chunk ``coords`` as a new array of the full chunk shape (edge chunks include their padding;
+        the fill value where the chunk was never written)."""
+        out = np.empty(self.chunks, dtype=self.dtype)
+        if not self._read_into(coords, out):
+            out[...] = self.fill
+        return out
 
     def _read_into(self, coords: tuple[int, ...], out: np.ndarray) -> bool:
         """Decode chunk ``coords`` straight into ``out`` (C-contiguous, one full chunk); False if missing."""

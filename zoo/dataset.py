@@ -126,14 +126,35 @@ class ZooDataset(Dataset):
         return w
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        w = self.flat(index)
+        w = self.z.read_rows(self.arch, [int(self.rows[index])], self.checkpoint)[0]
+        return self.examples(w, int(index))
+
+    def examples(self, weights: torch.Tensor, positions: int | np.ndarray) -> tuple[Any, Any]:
+        """``(x, y)`` of the items at dataset ``positions`` from their stored weights: normalised (if asked),
+        transformed, in the dataset's view, with their targets.
+
+        ``weights [n_params]`` with one position (an int) gives one item, as ``dataset[position]``;
+        ``weights [B, n_params]`` with positions ``[B]`` gives a batch (``x`` with a leading ``B``: the token
+        view's ``mask`` and ``positions`` are broadcast views; ``y`` ``[B]`` / ``[B, k]`` targets, or model
+        ids ``[B]`` without a target). A batch goes through the transform in one call.
+        """
+        w = weights
+        if self.stats is not None:
+            w = normalize(w, self.stats, self.layout)
         if self.transform is not None:
             w = self.transform(w)
+        lead = tuple(w.shape[:-1])
         if self.view == "layers":
             x: Any = {k: v.clone() for k, v in self.layout.unflatten(w).items()}
         elif self.view == "tokens":
-            x = {"tokens": tokenize(w, self.tmap), "mask": self.tmap.mask, "positions": self.tmap.positions}
+            x = {"tokens": tokenize(w, self.tmap), "mask": self.tmap.mask.expand(*lead, *self.tmap.mask.shape),
+                 "positions": self.tmap.positions.expand(*lead, *self.tmap.positions.shape)}
         else:
             x = w
-        y = self.targets[index] if self.targets is not None else int(self.model_ids[index])
+        if np.ndim(positions) == 0:
+            y = self.targets[int(positions)] if self.targets is not None else int(self.model_ids[int(positions)])
+        else:
+            positions = np.asarray(positions, dtype=np.int64)
+            y = (self.targets[torch.from_numpy(positions)] if self.targets is not None
+                 else torch.from_numpy(self.model_ids[positions]))
         return x, y

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 
@@ -96,6 +96,35 @@ class ParamLayout:
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    def from_shapes(
+        cls,
+        named_shapes: Iterable[tuple[str, Sequence[int]]],
+        perm_spec: Mapping[str, Sequence[PermAxis]] | None = None,
+        group_sizes: Sequence[int] = (),
+        layer_of: Mapping[str, int] | None = None,
+    ) -> "ParamLayout":
+        """Layout of parameters ``(name, shape)`` laid out one after another in the given order.
+
+        ``layer_of`` maps a parameter name to its layer index; by default parameters that share the
+        module prefix (``layers.0.weight`` and ``layers.0.bias``) share a layer, numbered in order.
+        ``perm_spec[name]`` lists the permutable axes of a parameter, ``group_sizes`` the unit count of
+        each permutation group.
+        """
+        perm_spec = perm_spec or {}
+        entries = []
+        offset = 0
+        prefixes: dict[str, int] = {}
+        for name, shape in named_shapes:
+            if layer_of is not None and name in layer_of:
+                layer = int(layer_of[name])
+            else:
+                layer = prefixes.setdefault(name.rsplit(".", 1)[0] if "." in name else name, len(prefixes))
+            entry = ParamEntry(name, offset, tuple(int(s) for s in shape), layer, tuple(perm_spec.get(name, ())))
+            entries.append(entry)
+            offset += entry.numel
+        return cls(tuple(entries), tuple(int(g) for g in group_sizes))
+
+    @classmethod
     def from_module(
         cls,
         module: torch.nn.Module,
@@ -103,26 +132,9 @@ class ParamLayout:
         group_sizes: Sequence[int] = (),
         layer_of: Mapping[str, int] | None = None,
     ) -> "ParamLayout":
-        """Layout of ``module.named_parameters()`` in registration order.
-
-        ``layer_of`` maps a parameter name to its layer index; by default parameters that share the
-        module prefix (``layers.0.weight`` and ``layers.0.bias``) share a layer, numbered in order.
-        """
-        perm_spec = perm_spec or {}
-        entries = []
-        offset = 0
-        prefixes: dict[str, int] = {}
-        for name, p in module.named_parameters():
-            prefix = name.rsplit(".", 1)[0] if "." in name else name
-            if layer_of is not None and name in layer_of:
-                layer = int(layer_of[name])
-            else:
-                layer = prefixes.setdefault(prefix, len(prefixes))
-            entries.append(
-                ParamEntry(name, offset, tuple(p.shape), layer, tuple(perm_spec.get(name, ())))
-            )
-            offset += p.numel()
-        return cls(tuple(entries), tuple(int(g) for g in group_sizes))
+        """Layout of ``module.named_parameters()`` in registration order (see :meth:`from_shapes`)."""
+        return cls.from_shapes(((name, p.shape) for name, p in module.named_parameters()), perm_spec,
+                               group_sizes, layer_of)
 
     def to_record(self) -> dict:
         return {

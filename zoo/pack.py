@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from zoo.chunkio import row_blocks
 from zoo.errors import ZooError
-from zoo.interchange.skeleton import row_blocks
 from zoo.store import _CHECKED, Zoo, open_zoo
 
 DEFAULT_MODELS_PER_CHUNK = 256
@@ -51,8 +51,7 @@ def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS
         shutil.rmtree(base / tmp_name, ignore_errors=True)
         new = z._root["weights"].create_array(tmp_name, shape=arr.shape, chunks=(m, 1, arr.shape[2]),
                                               dtype=arr.dtype, fill_value=np.nan, **_CHECKED)
-        row_bytes = int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
-        blocks = list(row_blocks(arr.shape[0], m, row_bytes))
+        blocks = list(row_blocks(arr.shape, arr.dtype, new.chunks))
         for sel in tqdm(blocks, desc=f"pack {key}", unit="block", disable=not progress):
             new[sel] = arr[sel]
         os.rename(base / key, base / f".{key}.unpacked")

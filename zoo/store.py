@@ -67,12 +67,15 @@ def create_zoo(
     metric_names: Sequence[str],
     n_epochs: int,
     attrs: Mapping[str, Any] | None = None,
+    curve_names: Sequence[str] = ("train_loss",),
 ) -> "Zoo":
     """Create an empty store with the planned ``models`` table; every model starts ``pending``.
 
     ``models`` needs the columns ``model_id`` (unique ints), ``arch_key`` (a key of ``architectures``)
     and ``task`` (a key of ``tasks``). ``architectures[key]`` holds ``name``, ``config``,
     ``input_shape``, ``n_classes`` and ``layout`` (a :class:`ParamLayout` record).
+    ``curve_names`` are the per-epoch curves, one ``curves/<name>`` ``[n_models, n_epochs]`` array each
+    (``train_loss`` is always created: ``Zoo.write_model(curve=...)`` writes it).
     The store is built in a temporary directory beside ``path`` and renamed into place, so a
     half-created store never exists under ``path``.
     """
@@ -80,6 +83,10 @@ def create_zoo(
     if path.exists():
         raise ZooError(f"{path} already exists; open it with zoo.open(..., mode='r+') or choose another path")
     _check_models_table(models, architectures, tasks)
+    curves = list(dict.fromkeys(["train_loss", *(str(c) for c in curve_names)]))
+    bad = [c for c in curves if not c or "/" in c or c.startswith(".")]
+    if bad:
+        raise ZooError(f"curve names {bad} are not valid array names (non-empty, no '/', not starting with '.')")
     models = models.sort_values("model_id").reset_index(drop=True)
     models["arch_row"] = models.groupby("arch_key").cumcount().astype(np.int64)
     n = len(models)
@@ -118,8 +125,10 @@ def create_zoo(
             metg.create_array(name, shape=(n, n_ckpt), chunks=(1, n_ckpt), dtype="float32", fill_value=np.nan,
                               **_CHECKED)
         cg = root.create_group("curves")
-        cg.create_array("train_loss", shape=(n, max(int(n_epochs), 1)), chunks=(1, max(int(n_epochs), 1)),
-                        dtype="float32", fill_value=np.nan, **_CHECKED)
+        width = max(int(n_epochs), 1)
+        for name in curves:
+            cg.create_array(name, shape=(n, width), chunks=(1, width), dtype="float32", fill_value=np.nan,
+                            **_CHECKED)
         root.create_group("splits")
         root.attrs[ROOT_ATTR] = to_jsonable({
             "format_version": FORMAT_VERSION,
@@ -335,13 +344,13 @@ class Zoo:
 
         return bool(sync(self._root.store.exists(key)))
 
-    def _check_missing(self, array_path: str, model_ids: Sequence[int], rows: Sequence[int], ckpt: int,
+    def _check_missing(self, array: zarr.Array, model_ids: Sequence[int], rows: Sequence[int], ckpt: int,
                        values: np.ndarray, status: np.ndarray) -> None:
         """Chunks of complete, finite models must exist: a NaN there means a missing chunk."""
-        rows_per_chunk = int(self._root[array_path].metadata.chunk_grid.chunk_shape[0])  # > 1 once packed
+        rows_per_chunk = int(array.metadata.chunk_grid.chunk_shape[0])  # > 1 once packed
         for i, (mid, row) in enumerate(zip(model_ids, rows)):
             if status[i] == STATUS_CODES["ok"] and np.isnan(values[i]).any():
-                key = f"{array_path}/c/{row // rows_per_chunk}/{ckpt}/0"
+                key = f"{array.path}/c/{row // rows_per_chunk}/{ckpt}/0"
                 if not self._chunk_exists(key):
                     raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {mid}, checkpoint {ckpt}) is missing")
 
@@ -400,7 +409,7 @@ class Zoo:
         values[order] = self._read(arr, (rows_a[order], checkpoint_index, slice(None)), f"weights/{arch_key}",
                                    oindex=True)
         if model_ids is not None and status is not None:
-            self._check_missing(f"weights/{arch_key}", model_ids, rows_a, checkpoint_index, values, status)
+            self._check_missing(arr, model_ids, rows_a, checkpoint_index, values, status)
         return torch.from_numpy(values)
 
     def state_dict(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> "OrderedDict[str, torch.Tensor]":
@@ -637,16 +646,30 @@ class Zoo:
 
     def write_model(self, model_id: int, *, weights: torch.Tensor | np.ndarray | None,
                     metrics: Mapping[str, np.ndarray], status: str, record: Mapping[str, Any],
-                    curve: np.ndarray | None = None) -> None:
+                    curve: np.ndarray | None = None, curves: Mapping[str, np.ndarray] | None = None) -> None:
         """Write one model's results; its status chunk goes last so a crash never leaves it complete.
 
         ``weights [n_checkpoints, n_params]`` (None for a failed model), ``metrics[name]
-        [n_checkpoints]``, ``curve [n_epochs]``.
+        [n_checkpoints]``, ``curve [n_epochs]`` (the ``train_loss`` curve), ``curves[name] [n_epochs]``
+        (any curve the store was created with, see ``create_zoo(curve_names=...)``).
         """
         self._require_writable("write results")
         if status not in STATUS_CODES or status == "pending":
             raise ZooError(f"status must be one of {COMPLETE_STATUSES}, got {status!r}")
         row = self._row(model_id)
+        curves = dict(curves or {})
+        if curve is not None:
+            if "train_loss" in curves:
+                raise ZooError("write_model: pass the train_loss curve either as curve= or in curves=, not both")
+            curves["train_loss"] = curve
+        curve_arrays = {}
+        for name in curves:
+            try:
+                curve_arrays[name] = self._root[f"curves/{name}"]
+            except KeyError:
+                have = sorted(self._root["curves"].array_keys())
+                raise ZooError(f"{self.path}: unknown curve {name!r} (store has curves {have}; declare curves "
+                               "when creating the store: create_zoo(curve_names=...))") from None
         if weights is not None:
             w = np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float32)
             arr = self._root[f"weights/{row['arch_key']}"]
@@ -659,8 +682,12 @@ class Zoo:
             if name not in self.metric_names:
                 raise ZooError(f"unknown metric {name!r} (store has {self.metric_names})")
             self._root[f"metrics/{name}"][int(model_id)] = np.asarray(values, dtype=np.float32)
-        if curve is not None:
-            self._root["curves/train_loss"][int(model_id)] = np.asarray(curve, dtype=np.float32)
+        for name, arr in curve_arrays.items():
+            values = np.asarray(curves[name], dtype=np.float32)
+            if values.shape != arr.shape[1:]:
+                raise ZooError(f"model {model_id}: curve {name!r} has shape {list(values.shape)}, the store's "
+                               f"curves/{name} holds {list(arr.shape[1:])} epochs")
+            arr[int(model_id)] = values
         self._root["results/record"][int(model_id)] = json.dumps(to_jsonable(dict(record)))
         self._root["results/status"][int(model_id)] = STATUS_CODES[status]
 

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
+
+
+def architecture_table(info: dict[str, Any], title: str = "architectures") -> Any:
+    """A rich ``Table`` of the architectures in ``Zoo.info()``: key, name, config, parameters, models."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("key", "name", "config", "n_params", "n_models"):
+        t.add_column(col)
+    for key, a in info["architectures"].items():
+        t.add_row(key, a["name"], json.dumps(a["config"]), str(a["n_params"]), str(a["n_models"]))
+    return t
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -15,18 +28,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     console.print(f"[bold]{info['path']}[/bold]  kind={info['kind']}  format_version={info['format_version']}")
     console.print(f"models: {info['n_models']}   status: {info['status_counts']}")
     console.print(f"checkpoints (epochs): {info['checkpoints']}   splits: {info['splits']}")
-    t = Table(title="architectures")
-    for col in ("key", "name", "config", "n_params", "n_models"):
-        t.add_column(col)
-    for key, a in info["architectures"].items():
-        t.add_row(key, a["name"], json.dumps(a["config"]), str(a["n_params"]), str(a["n_models"]))
-    console.print(t)
+    console.print(architecture_table(info))
     if "tree" in info:
         tree = info["tree"]
         console.print(f"model tree: {tree['n_bases']} bases, {tree['n_children']} children "

@@ -11,16 +11,12 @@ PUBLIC_FORMATS = ("modelzoos", "smallcnnzoo", "safetensors-dir")
 
 def _print_store(z, title: str) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from zoo.commands.info import architecture_table
 
     info = z.info()
-    t = Table(title=title)
-    for col in ("architecture", "name", "n_params", "n_models"):
-        t.add_column(col)
-    for key, a in info["architectures"].items():
-        t.add_row(key, a["name"], str(a["n_params"]), str(a["n_models"]))
     console = Console()
-    console.print(t)
+    console.print(architecture_table(info, title))
     console.print(f"{info['path']}: {info['n_models']} models, checkpoints at epochs {info['checkpoints']}, "
                   f"status {info['status_counts']}")
 

@@ -13,19 +13,17 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from zoo.architectures import build_architecture, layout_of
-from zoo.errors import ArchitectureMismatchError, ZooError
+from zoo.errors import ZooError
 from zoo.format import STATUS_CODES, architecture_key, library_versions
 from zoo.atomic import atomic_output
-from zoo.layout import ParamEntry, ParamLayout
-from zoo.store import _CHECKED, Zoo, create_zoo, open_zoo
+from zoo.layout import ParamLayout
+from zoo.store import Zoo, create_zoo, open_zoo
 
 
 @dataclass
@@ -67,25 +65,10 @@ def fingerprint_files(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
-def architecture_record(name: str, config: Mapping[str, Any], input_shape: Sequence[int], n_classes: int
-                        ) -> tuple[str, dict, ParamLayout]:
-    """``(arch_key, record, layout)`` of a registered architecture instance."""
-    module = build_architecture(name, input_shape, n_classes, dict(config))
-    layout = layout_of(module)
-    key = architecture_key(name, dict(config), list(input_shape), int(n_classes))
-    return key, {"name": name, "config": dict(config), "input_shape": [int(s) for s in input_shape],
-                 "n_classes": int(n_classes), "layout": layout.to_record()}, layout
-
-
 def generic_architecture(signature: Sequence[tuple[str, tuple[int, ...]]], source: str) -> tuple[str, dict, ParamLayout]:
     """A layout for parameters no registered architecture matches (``signature``: names and shapes in
     file order). Weights are stored and can be learned on; :meth:`Zoo.build_model` refuses these models."""
-    entries, offset, prefixes = [], 0, {}
-    for name, shape in signature:
-        layer = prefixes.setdefault(name.rsplit(".", 1)[0] if "." in name else name, len(prefixes))
-        entries.append(ParamEntry(name, offset, tuple(int(s) for s in shape), layer))
-        offset += entries[-1].numel
-    layout = ParamLayout(tuple(entries))
+    layout = ParamLayout.from_shapes(signature)
     config = {"signature": hashlib.blake2b(json.dumps([[n, list(s)] for n, s in signature]).encode(),
                                            digest_size=8).hexdigest()}
     key = architecture_key("generic", config, [], 0)
@@ -93,18 +76,11 @@ def generic_architecture(signature: Sequence[tuple[str, tuple[int, ...]]], sourc
                  "source": source, "layout": layout.to_record()}, layout
 
 
-def check_layout(layout: ParamLayout, state: Mapping[str, torch.Tensor], where: str) -> None:
-    """Names and shapes of ``state`` equal ``layout``'s (error names the first difference)."""
-    layout.check_state_dict(state, where)
-    extra = sorted(set(state) - set(layout.names))
-    if extra:
-        raise ArchitectureMismatchError(f"{where}: parameters {extra[:5]} do not exist in the architecture "
-                                        f"(it has {layout.names})")
-
-
-def classify(weights: np.ndarray | None, missing: Sequence[int], error: str | None) -> tuple[str, dict]:
+def classify(weights: np.ndarray | None, missing: Sequence[int], error: str | None,
+             checkpoint_epochs: Sequence[int]) -> tuple[str, dict]:
     """Status and record fields: ``failed`` for an error or missing checkpoints, ``diverged`` for
-    non-finite weights, else ``ok``."""
+    non-finite weights (``diverged_epoch``: the epoch of the first checkpoint that is not finite, one of
+    ``checkpoint_epochs``), else ``ok``."""
     record: dict[str, Any] = {}
     if error:
         record["error"] = error
@@ -114,7 +90,7 @@ def classify(weights: np.ndarray | None, missing: Sequence[int], error: str | No
         return "failed", record
     if not np.isfinite(weights).all():
         bad = np.flatnonzero(~np.isfinite(weights).all(axis=1))
-        record["diverged_checkpoint"] = int(bad[0])
+        record["diverged_epoch"] = int(checkpoint_epochs[int(bad[0])])
         return "diverged", record
     return "ok", record
 
@@ -140,11 +116,8 @@ def build_store(plan: ImportPlan, out: str | os.PathLike, load: Callable[[int], 
         todo = [i for i in range(z.n_models) if codes[i] == STATUS_CODES["pending"]]
         for i in tqdm(todo, desc=f"import {plan.importer}", unit="model", disable=not progress):
             result = load(i)
-            for name, values in result.curves.items():
-                if name != "train_loss":
-                    z._root[f"curves/{name}"][i] = np.asarray(values, dtype=np.float32)
             z.write_model(i, weights=result.weights, metrics=result.metrics, status=result.status,
-                          record=result.record, curve=result.curves.get("train_loss"))
+                          record=result.record, curves=result.curves)
     return open_zoo(out)
 
 
@@ -159,10 +132,5 @@ def _open_or_create(tmp: Path, plan: ImportPlan, attrs: dict) -> Zoo:
         shutil.rmtree(tmp)  # another source, or the source changed: start over
     z = create_zoo(tmp, models=_planned_table(plan), architectures=plan.architectures, tasks=plan.tasks,
                    checkpoint_epochs=plan.checkpoint_epochs, metric_names=plan.metric_names,
-                   n_epochs=plan.n_epochs, attrs=attrs)
-    width = max(int(plan.n_epochs), 1)
-    for name in plan.curve_names:
-        if name != "train_loss":
-            z._root["curves"].create_array(name, shape=(z.n_models, width), chunks=(1, width), dtype="float32",
-                                           fill_value=np.nan, **_CHECKED)
+                   n_epochs=plan.n_epochs, attrs=attrs, curve_names=plan.curve_names)
     return z

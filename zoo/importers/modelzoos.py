@@ -36,16 +36,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from zoo.architectures import architecture_record
 from zoo.errors import ZooError
-from zoo.importers.build import (
-    ImportPlan,
-    ModelResult,
-    architecture_record,
-    build_store,
-    check_layout,
-    classify,
-    fingerprint_files,
-)
+from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files
 from zoo.importers.torch_state import load_state_dict
 from zoo.layout import ParamLayout
 from zoo.store import Zoo
@@ -177,7 +170,6 @@ def _map_state(state: Mapping[str, torch.Tensor], layout: ParamLayout, where: Pa
             raise ZooError(f"{where}: tensor {src!r} has shape {list(state[src].shape)} but architecture "
                            f"parameter {entry.name!r} expects {list(entry.shape)}")
         mapped[entry.name] = state[src]
-    check_layout(layout, mapped, str(where))
     return mapped
 
 
@@ -209,8 +201,8 @@ def _plan(src: Path) -> tuple[ImportPlan, list[_Trial], dict[str, ParamLayout]]:
     metric_names: set[str] = set()
     for i, t in enumerate(trials):
         name, config, input_shape, n_classes = _architecture(t.config, t.dir / "params.json")
-        key, record, layout = architecture_record(name, config, input_shape, n_classes)
-        archs[key], layouts[key] = record, layout
+        key, record = architecture_record(name, input_shape, n_classes, config)
+        archs[key], layouts[key] = record, ParamLayout.from_record(record["layout"])
         row = {"model_id": i, "arch_key": key, "task": "t0", "architecture": name, "trial": t.name}
         for k, v in _flatten(t.config).items():
             row[_column(k)] = v
@@ -259,7 +251,7 @@ def import_modelzoos(src: str | Path, out: str | Path, progress: bool = True) ->
                 mapped = _map_state(state, layout, t.checkpoints[e])
                 weights[c] = layout.flatten({k: v.float() for k, v in mapped.items()}).numpy()
         missing = [e for e in epochs if e not in t.checkpoints]
-        status, record = classify(weights if t.checkpoints else None, missing, t.error)
+        status, record = classify(weights if t.checkpoints else None, missing, t.error, epochs)
         metrics, curves = {}, {}
         lines = [{_metric(k): v for k, v in line.items()} for line in t.results]
         for name in plan.metric_names:

@@ -29,12 +29,11 @@ import numpy as np
 import pandas as pd
 from safetensors import SafetensorError, safe_open
 
-from zoo.architectures import ACTIVATIONS, architecture_names
-from zoo.errors import ZooError
+from zoo.architectures import ACTIVATIONS, architecture_names, architecture_record
+from zoo.errors import ArchitectureMismatchError, ZooError
 from zoo.importers.build import (
     ImportPlan,
     ModelResult,
-    architecture_record,
     build_store,
     classify,
     fingerprint_files,
@@ -149,7 +148,8 @@ def _architecture(files: list[_File], source: str) -> tuple[str, dict, ParamLayo
                 config["activation"] = "relu" if name == "mlp" else "tanh"
                 assumed["activation"] = config["activation"]
         if name in architecture_names():
-            key, record, layout = architecture_record(name, config, input_shape, n_classes)
+            key, record = architecture_record(name, input_shape, n_classes, config)
+            layout = ParamLayout.from_record(record["layout"])
             if {e.name: e.shape for e in layout.entries} == first.shapes:
                 return key, record, layout, assumed
     key, record, layout = generic_architecture([(n, first.shapes[n]) for n in first.names], source)
@@ -199,11 +199,14 @@ def import_safetensors_dir(src: str | Path, out: str | Path, progress: bool = Tr
     def load(i: int) -> ModelResult:
         f = files[i]
         layout = layouts[arch_of[f.rel]]
-        flat = np.empty((1, layout.n_params), dtype=np.float32)
-        with safe_open(str(f.path), framework="pt") as h:
-            for e in layout.entries:
-                flat[0, e.offset:e.offset + e.numel] = h.get_tensor(e.name).float().reshape(-1).numpy()
-        status, record = classify(flat, [], None)
+        try:
+            with safe_open(str(f.path), framework="pt") as h:
+                flat = layout.flatten({name: h.get_tensor(name).float() for name in h.keys()}).numpy()[None]
+        except (SafetensorError, OSError) as exc:
+            raise ZooError(f"{f.path}: not a readable safetensors file ({exc})") from exc
+        except ArchitectureMismatchError as exc:
+            raise ZooError(f"{f.path}: {exc}") from exc
+        status, record = classify(flat, [], None, plan.checkpoint_epochs)
         return ModelResult(weights=flat, status=status, record={**record, "file": f.rel})
 
     return build_store(plan, out, load, progress=progress)

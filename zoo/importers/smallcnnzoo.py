@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zoo.architectures import architecture_record
 from zoo.errors import ZooError
-from zoo.importers.build import ImportPlan, ModelResult, architecture_record, build_store, classify, fingerprint_files
+from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files
 from zoo.layout import ParamLayout
 from zoo.store import Zoo
 
@@ -202,12 +203,12 @@ def import_smallcnnzoo(src: str | Path, out: str | Path, progress: bool = True) 
                   "activation": str(cfg.get("config.activation", "relu"))}
         side = INPUT_SIDE[dataset]
         try:
-            key, record, layout = architecture_record("smallcnn", config, (1, side, side), 10)
+            key, record = architecture_record("smallcnn", (1, side, side), 10, config)
         except ZooError as exc:
             raise ZooError(f"{mpath}: model {k!r}: {exc}") from exc
         if key not in archs:
             archs[key] = record
-            conv_index[key] = conversion_index(layout_rows, layout, lpath)
+            conv_index[key] = conversion_index(layout_rows, ParamLayout.from_record(record["layout"]), lpath)
         row = {"model_id": i, "arch_key": key, "task": dataset, "architecture": "smallcnn", "modeldir": k}
         row.update({COLUMN_MAP.get(c, c): (v.item() if isinstance(v, np.generic) else v) for c, v in cfg.items()})
         table.append(row)
@@ -234,7 +235,7 @@ def import_smallcnnzoo(src: str | Path, out: str | Path, progress: bool = True) 
             raise ZooError(f"{mpath}: model {k!r} has several rows for one epoch ({sorted(epochs_col[rows].tolist())})")
         flat[got] = np.asarray(weights[rows], dtype=np.float32)[:, conv_index[key]]
         missing = [e for e in ckpt_epochs if e not in set(epochs_col[rows].tolist())]
-        status, record = classify(flat, missing, None)
+        status, record = classify(flat, missing, None, ckpt_epochs)
         record["checkpoint_paths"] = {str(int(e)): str(p) for e, p in zip(epochs_col[rows], metrics.index[rows])}
         for c in record_cols:
             record[c] = {str(int(e)): str(v) for e, v in zip(epochs_col[rows], metrics[c].iloc[rows])}

@@ -27,8 +27,7 @@ def to_text(value: Any) -> str:
     """Exact text of a planned value: shortest round-tripping repr for floats of their own width."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
-    if isinstance(value, np.generic):
-        return str(value)  # numpy prints the shortest text that parses back to the same value and width
+    # Python and numpy scalars print the shortest text that parses back to the same value and width
     return str(value)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.interchange.skeleton import StoreSkeleton, as_numpy, row_blocks
+from zoo.chunkio import row_blocks
+from zoo.interchange.skeleton import StoreSkeleton, as_numpy
 from zoo.store import Zoo
 
 
@@ -40,10 +41,8 @@ def diff_stores(a: Zoo, b: Zoo, max_differences: int = 20) -> list[str]:
             break
         if sa.nodes[path] != sb.nodes[path]:
             continue
-        shape, dtype = sa.shape(path), sa.dtype(path)
-        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * (8 if dtype == object else dtype.itemsize)
-        blocks = row_blocks(shape[0], sa.chunks(path)[0], row_bytes) if shape else [Ellipsis]
-        for sel in blocks:
+        dtype = sa.dtype(path)
+        for sel in row_blocks(sa.shape(path), dtype, sa.chunks(path)):
             va = as_numpy(a._root[path][sel], dtype)
             vb = as_numpy(b._root[path][sel], dtype)
             if not _equal(va, vb):

@@ -27,19 +27,37 @@ from tqdm.auto import tqdm
 from zoo.errors import ZooError
 from zoo.format import ROOT_ATTR
 from zoo.atomic import atomic_output
-from zoo.interchange.skeleton import StoreSkeleton, as_numpy, parse_format_document, row_blocks
+from zoo.chunkio import row_blocks
+from zoo.interchange.skeleton import StoreSkeleton, as_numpy, parse_format_document
 from zoo.store import Zoo, open_zoo
 
 FORMAT = "weightzoo-hdf5"
 VERSION = 1
 
 
+def _float_fill(value: object, dtype: np.dtype) -> np.generic:
+    """A Zarr v3 float fill value: a number, ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, or ``"0x..."``,
+    the hexadecimal digits of the value's IEEE 754 bits as an unsigned integer (``"0x7fc00000"`` is
+    float32 NaN), i.e. its bytes in big-endian order."""
+    if isinstance(value, str) and value.lower().startswith("0x"):
+        raw = bytes.fromhex(value[2:])
+        if len(raw) != dtype.itemsize:
+            raise ZooError(f"fill value {value!r} has {len(raw)} bytes, a {dtype} has {dtype.itemsize}")
+        return np.frombuffer(raw, dtype=dtype.newbyteorder(">"))[0].astype(dtype)
+    if isinstance(value, str):
+        return dtype.type(float(value.replace("Infinity", "inf")))
+    return dtype.type(value)
+
+
 def _fill_value(doc: dict, dtype: np.dtype):
     fill = doc.get("fill_value")
-    if dtype == object:
+    if dtype == object or fill is None:
         return None
-    if isinstance(fill, str):  # "NaN", "Infinity", "-Infinity" or hex encodings in Zarr v3
-        return np.array(float(fill.replace("Infinity", "inf")), dtype=dtype)
+    if dtype.kind == "f":
+        return np.array(_float_fill(fill, dtype), dtype=dtype)
+    if dtype.kind == "c":  # [real, imaginary], each like a float fill value
+        part = np.dtype(f"f{dtype.itemsize // 2}")
+        return np.array(complex(_float_fill(fill[0], part), _float_fill(fill[1], part)), dtype=dtype)
     return np.array(fill, dtype=dtype)
 
 
@@ -51,14 +69,6 @@ def _copy_order(paths: list[str]) -> list[str]:
 def _total_bytes(skel: StoreSkeleton) -> int:
     return sum(int(np.prod(skel.shape(p), dtype=np.int64)) * (8 if skel.dtype(p) == object else skel.dtype(p).itemsize)
                for p in skel.arrays)
-
-
-def _blocks(skel: StoreSkeleton, path: str):
-    shape, dtype = skel.shape(path), skel.dtype(path)
-    if not shape:
-        return [Ellipsis], 0
-    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * (8 if dtype == object else dtype.itemsize)
-    return list(row_blocks(shape[0], skel.chunks(path)[0], row_bytes)), row_bytes
 
 
 def export_hdf5(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
@@ -91,8 +101,7 @@ def export_hdf5(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
             if info.get("kind") == "category":
                 ds.attrs["categories"] = json.dumps(info["categories"])
         for path in _copy_order(list(skel.arrays)):
-            blocks, row_bytes = _blocks(skel, path)
-            for sel in blocks:
+            for sel in row_blocks(skel.shape(path), skel.dtype(path), skel.chunks(path)):
                 values = as_numpy(z._root[path][sel], skel.dtype(path))
                 if values.size:
                     f[path][sel] = values
@@ -141,8 +150,7 @@ def import_hdf5(src: str | os.PathLike, out: str | os.PathLike, progress: bool =
                                    f"{list(skel.shape(path))}")
                 dtype = skel.dtype(path)
                 reader = ds.asstr() if dtype == object else ds
-                blocks, _ = _blocks(skel, path)
-                for sel in blocks:
+                for sel in row_blocks(skel.shape(path), dtype, skel.chunks(path)):
                     values = as_numpy(reader[sel], dtype)
                     if values.size:
                         root[path][sel] = values

@@ -123,30 +123,31 @@ def _python(value: Any) -> Any:
     return value
 
 
-def _rows(path: str) -> Iterator[dict]:
-    """The rows of store ``path``, model by model and checkpoint by checkpoint (generator for HF)."""
-    z = open_zoo(path)
-    skel = StoreSkeleton.of(z)
-    _, columns, arrays = _schema(z, skel)
-    table = z.models
-    per_model = read_model_arrays(z, skel)
-    epochs = skel.checkpoint_epochs
+def _rows(z: Zoo, epochs: tuple[int, ...], weight_rows: tuple[tuple[str, int], ...],
+          columns: tuple[tuple[str, tuple], ...], model_arrays: tuple[tuple[str, np.ndarray], ...],
+          checkpoint_arrays: tuple[tuple[str, np.ndarray], ...]) -> Iterator[dict]:
+    """The rows of store ``z``, model by model and checkpoint by checkpoint (generator for HF).
+
+    ``weight_rows[i]``: ``(arch_key, arch_row)`` of model ``i``; ``columns``: ``(name, value of every
+    model)`` of the models-table columns; ``model_arrays`` and ``checkpoint_arrays``: ``(store path,
+    [n_models, ...] values)`` of the per-model arrays exported once per model, resp. sliced by
+    checkpoint (``[n_models, n_checkpoints, ...]``)."""
     readers = {k: RowReader(z._root[f"weights/{k}"]) for k in z.architectures}
-    for i in range(z.n_models):
-        record = table.iloc[i]
-        base = {c: _python(record[c]) for c in columns}
-        for p in arrays:
-            if not _per_checkpoint(skel, p):
-                v = per_model[p][i]
-                base[p] = _python(v) if np.ndim(v) == 0 else np.ravel(v)
-        weights = readers[str(record["arch_key"])].get(int(record["arch_row"]))
+    for i, (key, arch_row) in enumerate(weight_rows):
+        base = {c: values[i] for c, values in columns}
+        for p, values in model_arrays:
+            base[p] = _cell(values[i])
+        weights = readers[key].get(arch_row)
         for c, epoch in enumerate(epochs):
-            row = {"model_id": i, "checkpoint": c, "epoch": int(epoch), "weights": weights[c], **base}
-            for p in arrays:
-                if _per_checkpoint(skel, p):
-                    v = per_model[p][i, c]
-                    row[p] = _python(v) if np.ndim(v) == 0 else np.ravel(v)
+            row = {"model_id": i, "checkpoint": c, "epoch": epoch, "weights": weights[c], **base}
+            for p, values in checkpoint_arrays:
+                row[p] = _cell(values[i, c])
             yield row
+
+
+def _cell(value: Any) -> Any:
+    """A per-model array's value in a row: a Python scalar, or the values of a wider array flattened."""
+    return _python(value) if np.ndim(value) == 0 else np.ravel(value)
 
 
 def export_hf(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
@@ -154,16 +155,26 @@ def export_hf(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
     import datasets
 
     skel = StoreSkeleton.of(z)
-    features, _, _ = _schema(z, skel)
+    features, columns, arrays = _schema(z, skel)
     doc = {"format": FORMAT, "version": VERSION, "skeleton": skel.to_record(),
            "zoo_arrays": read_zoo_arrays(z, skel)}
+    table = z.models
+    per_model = read_model_arrays(z, skel)
+    gen_kwargs = {
+        "z": z,
+        "epochs": tuple(int(e) for e in skel.checkpoint_epochs),
+        "weight_rows": tuple(zip(table["arch_key"].astype(str), table["arch_row"].astype(int).tolist())),
+        "columns": tuple((c, tuple(_python(v) for v in table[c])) for c in columns),
+        "model_arrays": tuple((p, per_model[p]) for p in arrays if not _per_checkpoint(skel, p)),
+        "checkpoint_arrays": tuple((p, per_model[p]) for p in arrays if _per_checkpoint(skel, p)),
+    }
     out = Path(out)
     cache = out.parent / f".{out.name}.cache-{uuid.uuid4().hex[:8]}"
     if not progress:
         datasets.disable_progress_bars()
     try:
         with atomic_output(out) as tmp:
-            ds = datasets.Dataset.from_generator(_rows, features=features, gen_kwargs={"path": str(z.path)},
+            ds = datasets.Dataset.from_generator(_rows, features=features, gen_kwargs=gen_kwargs,
                                                  cache_dir=str(cache))
             ds.info.description = json.dumps(doc)
             ds.info.dataset_name = str(z.meta.get("name", "weightzoo"))
@@ -241,7 +252,7 @@ def import_hf(src: str | os.PathLike, out: str | os.PathLike, progress: bool = T
                     bar.update(1)
         bar.close()
         for w in writers.values():
-            w.close()
+            w.flush()
         for col in planned:
             values[f"models/{col}"] = planned_array(planned_values[col], skel, col, f"{src}")
         write_zoo_arrays(root, skel, doc.get("zoo_arrays", {}), str(src))

@@ -55,13 +55,14 @@ from zoo.interchange.skeleton import (
     write_zoo_arrays,
 )
 from zoo.layout import ParamLayout
+from zoo.splits import SPLIT_CODES
 from zoo.store import Zoo, open_zoo
 
 FORMAT = "weightzoo-safetensors"
 VERSION = 1
 SIDECAR = "weightzoo.json"
 RESUME = ".resume.json"
-SPLIT_PARTS = {0: "train", 1: "val", 2: "test"}
+SPLIT_PARTS = {code: part for part, code in SPLIT_CODES.items()}
 
 
 def checkpoint_prefix(epoch: int) -> str:
@@ -91,7 +92,7 @@ def _labels(skel: StoreSkeleton, per_model: dict[str, np.ndarray], i: int) -> di
     return out
 
 
-def _model_file_content(z: Zoo, skel: StoreSkeleton, per_model: dict[str, np.ndarray], human: dict[str, np.ndarray],
+def _model_file_content(skel: StoreSkeleton, per_model: dict[str, np.ndarray], human: dict[str, np.ndarray],
                         layouts: dict[str, ParamLayout], weights: np.ndarray, i: int) -> tuple[dict, dict]:
     meta = skel.meta
     key = str(human["arch_key"][i])
@@ -154,7 +155,7 @@ def export_safetensors(z: Zoo, out: str | os.PathLike, progress: bool = True) ->
             target = tmp / rel
             if target.exists():
                 continue
-            tensors, header = _model_file_content(z, skel, per_model, human, layouts, readers[key].get(row), i)
+            tensors, header = _model_file_content(skel, per_model, human, layouts, readers[key].get(row), i)
             target.parent.mkdir(parents=True, exist_ok=True)
             part = target.with_name(f".{target.name}.partial")
             save_file(tensors, str(part), metadata=header)
@@ -175,13 +176,13 @@ def _read_sidecar(src: Path) -> dict:
     return doc
 
 
-def _tensor(f: Any, name: str, shape: tuple[int, ...], path: Path) -> np.ndarray:
+def _tensor(f: Any, name: str, shape: tuple[int, ...], path: Path) -> torch.Tensor:
     if name not in f.keys():
         raise ZooError(f"{path}: tensor {name!r} is missing")
     t = f.get_tensor(name)
     if tuple(t.shape) != tuple(shape):
         raise ZooError(f"{path}: tensor {name!r} has shape {list(t.shape)}, expected {list(shape)}")
-    return t.numpy()
+    return t
 
 
 def import_safetensors(src: str | os.PathLike, out: str | os.PathLike, progress: bool = True) -> Zoo:
@@ -224,18 +225,16 @@ def import_safetensors(src: str | os.PathLike, out: str | os.PathLike, progress:
                             raise ZooError(f"{path}: header field {p!r} is missing")
                         values[p][i] = header[p]
                     else:
-                        values[p][i] = _tensor(f, p, skel.shape(p)[1:], path)
+                        values[p][i] = _tensor(f, p, skel.shape(p)[1:], path).numpy()
                 key, row = str(planned["arch_key"][i]), int(planned["arch_row"][i])
                 if key not in layouts:
                     raise ZooError(f"{path}: header 'arch_key' is {key!r}, not among {sorted(layouts)}")
-                flat = np.empty((len(epochs), layouts[key].n_params), dtype=np.float32)
-                for c, epoch in enumerate(epochs):
-                    for e in layouts[key].entries:
-                        name = f"{checkpoint_prefix(epoch)}/{e.name}"
-                        flat[c, e.offset:e.offset + e.numel] = _tensor(f, name, e.shape, path).reshape(-1)
-                writers[key].put(row, flat)
+                layout = layouts[key]
+                per_checkpoint = {e.name: torch.stack([_tensor(f, f"{checkpoint_prefix(epoch)}/{e.name}", e.shape, path)
+                                                       for epoch in epochs]) for e in layout.entries}
+                writers[key].put(row, layout.flatten(per_checkpoint, batch_dims=1).numpy())
         for w in writers.values():
-            w.close()
+            w.flush()
         for col, vals in planned.items():
             values[f"models/{col}"] = planned_array(vals, skel, col, str(src))
         write_zoo_arrays(root, skel, doc.get("zoo_arrays", {}), str(src / SIDECAR))

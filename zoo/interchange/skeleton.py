@@ -18,21 +18,20 @@ import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from zoo.chunkio import block_rows
 from zoo.errors import ZooError
 from zoo.format import ROOT_ATTR
 from zoo.store import Zoo
 
 PER_MODEL_GROUPS = ("models", "results", "metrics", "curves", "splits", "landscape", "phases")
 SKELETON_VERSION = 1
-# rows per block when streaming an array: about this many bytes per read
-BLOCK_BYTES = 32 << 20
 
 
 def _read_json(store: Any, key: str) -> dict:
@@ -149,13 +148,6 @@ def as_numpy(values: Any, dtype: np.dtype) -> np.ndarray:
     return np.asarray(values, dtype=dtype)
 
 
-def row_blocks(n_rows: int, chunk_rows: int, row_bytes: int) -> Iterator[slice]:
-    """Slices of ``range(n_rows)`` aligned to ``chunk_rows``, each about :data:`BLOCK_BYTES` big."""
-    per = max(1, BLOCK_BYTES // max(row_bytes * chunk_rows, 1)) * max(chunk_rows, 1)
-    for start in range(0, n_rows, per):
-        yield slice(start, min(start + per, n_rows))
-
-
 def encode_array(values: np.ndarray) -> dict:
     """A JSON-able record of a small array: raw little-endian bytes in base64 (strings as a list)."""
     if values.dtype == object:
@@ -205,18 +197,23 @@ def write_model_arrays(root: zarr.Group, values: Mapping[str, np.ndarray]) -> No
             root[path][...] = values[path]
 
 
+def _block_rows(array: zarr.Array) -> int:
+    """Rows per streamed block of ``array``, aligned to its shards when sharded, else its chunks."""
+    unit = array.shards if getattr(array, "shards", None) is not None else array.chunks
+    return block_rows(array.shape, array.dtype, unit)
+
+
 class RowWriter:
     """Writes rows of a weights array in blocks aligned to its chunks (one zarr call per block).
 
-    Rows are put in increasing order; rows never put keep the fill value.
+    Rows are put in increasing order; rows never put keep the fill value. Call :meth:`flush` after
+    the last row.
     """
 
     def __init__(self, array: zarr.Array) -> None:
         self.array = array
         self.shape = tuple(array.shape)
-        chunk_rows = int(array.chunks[0]) if getattr(array, "shards", None) is None else int(array.shards[0])
-        row_bytes = int(np.prod(self.shape[1:])) * array.dtype.itemsize
-        self.block_rows = max(chunk_rows, (BLOCK_BYTES // max(row_bytes, 1)) // chunk_rows * chunk_rows)
+        self.block_rows = _block_rows(array)
         self.start = 0
         self.buffer: np.ndarray | None = None
         self.dirty = False
@@ -239,18 +236,13 @@ class RowWriter:
         self.buffer = None
         self.dirty = False
 
-    def close(self) -> None:
-        self.flush()
-
 
 class RowReader:
     """Reads rows of a weights array through one cached, chunk-aligned block (one zarr call per block)."""
 
     def __init__(self, array: zarr.Array) -> None:
         self.array = array
-        chunk_rows = int(array.chunks[0]) if getattr(array, "shards", None) is None else int(array.shards[0])
-        row_bytes = int(np.prod(array.shape[1:])) * array.dtype.itemsize
-        self.block_rows = max(chunk_rows, (BLOCK_BYTES // max(row_bytes, 1)) // chunk_rows * chunk_rows)
+        self.block_rows = _block_rows(array)
         self.start = -1
         self.block: np.ndarray | None = None
 
