@@ -44,6 +44,9 @@ def test_vector_valued_landscape_metric_and_shape_errors(writable_zoo):
     assert "alpha_layers" not in z.models.columns  # only scalar metrics become columns
     with pytest.raises(ZooError, match=r"shape \[1, 3\], expected \[1, 2\]"):
         z.write_landscape("alpha_layers", [0], np.zeros((1, 3)))
+    with pytest.raises(ZooError, match=r"no models \[8\]"):
+        z.write_landscape("alpha_layers", [8], np.zeros((1, 2)))
+    assert z.landscape("alpha_layers", [1, 0]).tolist()[1] == [2.0, 3.0]  # in the order asked for
     with pytest.raises(ZooError, match="no landscape metric 'nope'"):
         z.landscape("nope")
 

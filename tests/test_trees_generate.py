@@ -67,6 +67,17 @@ def test_parent_and_task_vector_are_exact(tree):
         tree.task_vector(1)
 
 
+def test_epochs_resolve_per_role(tree):
+    # bases stored epochs [0, 2, 3], children [0, 1, 2]
+    assert torch.equal(tree.weights([0], epoch=3), tree.weights([0], -1))
+    assert torch.equal(tree.weights([0], epoch=2), tree.weights([0], 1))
+    assert torch.equal(tree.weights([2], epoch=2), tree.weights([2], -1))
+    with pytest.raises(ZooError, match="mix bases and children"):
+        tree.weights([0, 2], epoch=2)
+    with pytest.raises(ZooError, match="no checkpoint at epoch 1 for models \\[0\\]"):
+        tree.weights([0], epoch=1)
+
+
 def test_multi_hot_labels_match_the_rebuilt_child_data(tree):
     labels = class_multi_hot(tree)
     assert labels.shape == (14, 10) and labels.dtype == bool and class_ids(tree) == list(range(10))

@@ -366,6 +366,24 @@ class Zoo:
             raise ZooError(f"{self.path}: checkpoint {c} out of range for {len(epochs)} checkpoints {epochs}")
         return c % len(epochs)
 
+    def _checkpoint_of(self, ids: Sequence[int], checkpoint: int | None, epoch: int | None) -> int:
+        """The checkpoint index of ``ids`` from an index or an epoch. In a model tree, bases and children
+        count their own epochs (``zoo.trees.checkpoint_epochs_of``), so an epoch resolves per model and
+        the ids must share one epoch list."""
+        if epoch is None or "tree" not in self.meta:
+            return self.checkpoint_index(checkpoint, epoch)
+        from zoo.trees import checkpoint_epochs_of
+
+        lists = {tuple(checkpoint_epochs_of(self, i)) for i in ids}
+        if len(lists) != 1:
+            raise ZooError(f"{self.path}: models {list(ids)[:10]} mix bases and children, whose checkpoints are at "
+                           f"different epochs {sorted(lists)}; select by checkpoint index or one role at a time")
+        epochs = list(lists.pop())
+        if epoch not in epochs:
+            raise ZooError(f"{self.path}: no checkpoint at epoch {epoch} for models {list(ids)[:10]} (their epochs: "
+                           f"{epochs})")
+        return epochs.index(epoch)
+
     def arch_of(self, ids: Iterable[int]) -> str:
         """The single architecture key shared by ``ids`` (error if they mix architectures)."""
         keys = {str(self._row(i)["arch_key"]) for i in ids}
@@ -385,7 +403,7 @@ class Zoo:
         if not ids:
             raise ZooError("weights(): empty list of model ids")
         key = self.arch_of(ids)
-        c = self.checkpoint_index(checkpoint, epoch)
+        c = self._checkpoint_of(ids, checkpoint, epoch)
         status = self.status_codes(ids)
         if not allow_incomplete:
             bad = [(i, STATUS_NAMES[int(s)]) for i, s in zip(ids, status) if STATUS_NAMES[int(s)] not in ("ok", "diverged")]
@@ -539,16 +557,25 @@ class Zoo:
         expected = (len(model_ids), *info["shape"])
         if values.shape != expected:
             raise ZooError(f"landscape metric {name!r}: values of shape {list(values.shape)}, expected {list(expected)}")
+        ids = np.asarray(model_ids, dtype=np.int64)
+        bad = ids[(ids < 0) | (ids >= self.n_models)]
+        if bad.size:
+            raise ZooError(f"{self.path}: no models {bad[:5].tolist()} (model ids are 0..{self.n_models - 1})")
         arr = self._root[f"landscape/{name}"]
-        for mid, v in zip(model_ids, values):
-            self._row(mid)
+        for mid, v in zip(ids, values):
             arr[int(mid)] = v
 
     def landscape(self, name: str, ids: Sequence[int] | None = None) -> np.ndarray:
         """Landscape metric ``[n_models (or len(ids)), *shape]``; NaN where not computed."""
         self.landscape_settings(name)
-        values = np.asarray(self._read(self._root[f"landscape/{name}"], slice(None), f"landscape/{name}"))
-        return values if ids is None else values[np.asarray(ids, dtype=np.int64)]
+        arr = self._root[f"landscape/{name}"]
+        if ids is None:
+            return np.asarray(self._read(arr, slice(None), f"landscape/{name}"))
+        ids = np.asarray(ids, dtype=np.int64)  # read only those models' chunks
+        order = np.argsort(ids)
+        out = np.empty((len(ids), *arr.shape[1:]), dtype=arr.dtype)
+        out[order] = self._read(arr, ids[order], f"landscape/{name}", oindex=True)
+        return out
 
     def write_pairs(self, name: str, model_a: Sequence[int], model_b: Sequence[int], values: np.ndarray,
                     settings: Mapping[str, Any], *, checkpoint: int = -1, description: str = "") -> None:
