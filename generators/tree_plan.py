@@ -147,8 +147,9 @@ def derivations(spec: ModelTreeSpec, class_ids: list[int], base_index: int) -> l
     return out
 
 
-_NO_DERIVATION = {"class_subset": None, "n_classes_trained": None, "label_permutation": "", "n_moved_classes": 0,
-                  "corruption": "none", "corruption_level": float("nan"), "corruption_seed": -1}
+#: Derivation columns of a model without that derivation (class_subset / n_classes_trained: all classes).
+_NO_DERIVATION = {"label_permutation": "", "n_moved_classes": 0, "corruption": "none",
+                  "corruption_level": float("nan"), "corruption_seed": -1}
 
 
 def plan_tree(spec: ModelTreeSpec) -> tuple[pd.DataFrame, dict[str, dict], dict[str, dict], dict]:
@@ -205,6 +206,11 @@ def plan_tree(spec: ModelTreeSpec) -> tuple[pd.DataFrame, dict[str, dict], dict[
     families = {f.name: f for f in spec.families}
     for b, base in enumerate(spec.bases):
         for j, d in enumerate(derivations(spec, class_ids, b)):
+            corruption = d.options.get("corruption", {})
+            if corruption.get("kind") == "shift" and abs(int(corruption["level"])) >= source.input_shape[-1]:
+                raise SpecError(f"field 'children.families.corruption.kinds.shift': a shift of "
+                                f"{int(corruption['level'])} positions leaves nothing of the source task's inputs "
+                                f"(length {source.input_shape[-1]} along their last axis)")
             task = normalize_task_spec({**spec.task, **d.options})
             key = "task-" + short_hash(task)
             tasks[key] = task

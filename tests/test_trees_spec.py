@@ -160,6 +160,12 @@ def test_too_many_children_for_the_possible_subsets_is_an_error():
         derivations(spec, list(range(10)), 0)
 
 
+def test_a_shift_longer_than_the_inputs_is_refused_before_anything_trains():
+    spec = load_spec(_tree(children__families__corruption={"count": 1, "kinds": {"shift": {"levels": [45]}}}))
+    with pytest.raises(SpecError, match=r"children.families.corruption.kinds.shift': a shift of 45 .*length 40"):
+        plan_tree(spec)
+
+
 def test_plan_has_tree_columns_and_multi_hot_labels():
     spec = load_spec(_tree(bases__architecture=None,
                            bases__architectures=[{"name": "mlp", "width": 8}, {"name": "cnn1d", "width": 4,
