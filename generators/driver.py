@@ -25,7 +25,7 @@ import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,14 +83,14 @@ class TrainingJob:
 SplitDef = tuple[str, np.ndarray, dict]
 
 
-class ZooKind(Protocol):
-    def plan(self, spec: Any) -> ZooPlan: ...
+@dataclass(frozen=True)
+class ZooKind:
+    """What a spec kind supplies to the driver (see the module docstring)."""
 
-    def populations(self, spec: Any, models: pd.DataFrame) -> list[Population]: ...
-
-    def job(self, z: Zoo, spec: Any, model_ids: Sequence[int], tasks: "TaskCache") -> TrainingJob: ...
-
-    def splits(self, z: Zoo, spec: Any) -> list[SplitDef]: ...
+    plan: Callable[[Any], ZooPlan]
+    populations: Callable[[Any, pd.DataFrame], list[Population]]
+    job: Callable[[Zoo, Any, Sequence[int], "TaskCache"], TrainingJob]
+    splits: Callable[[Zoo, Any], list[SplitDef]]
 
 
 #: spec kind -> "module:attribute" of its :class:`ZooKind` (imported when first used).

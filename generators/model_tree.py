@@ -19,7 +19,7 @@ from zoo.format import STATUS_CODES, STATUS_NAMES
 from zoo.splits import assign_split, hash_uniform, ood_split
 from zoo.store import Zoo
 
-from generators.driver import Population, TaskCache, TrainingJob, ZooPlan
+from generators.driver import Population, TaskCache, TrainingJob, ZooKind, ZooPlan
 from generators.population import Member, PopulationConfig
 from generators.tree_plan import plan_tree
 from generators.tree_spec import ModelTreeSpec
@@ -131,22 +131,13 @@ def tree_splits(models: pd.DataFrame, settings: dict) -> list[tuple[str, Any, di
     ]
 
 
-class _ModelTreeKind:
-    """The model tree as a :class:`generators.driver.ZooKind`."""
-
-    def plan(self, spec: ModelTreeSpec) -> ZooPlan:
-        models, archs, tasks, tree = plan_tree(spec)
-        n_epochs = max(spec.base_training.epochs, spec.child_training.epochs)
-        return ZooPlan(models, archs, tasks, spec.child_training.checkpoint_epochs, n_epochs, {"tree": tree})
-
-    def populations(self, spec: ModelTreeSpec, models: pd.DataFrame) -> list[Population]:
-        return tree_populations(spec, models)
-
-    def job(self, z: Zoo, spec: ModelTreeSpec, model_ids: Sequence[int], tasks: TaskCache) -> TrainingJob:
-        return tree_job(z, spec, model_ids, tasks)
-
-    def splits(self, z: Zoo, spec: ModelTreeSpec) -> list[tuple[str, Any, dict]]:
-        return tree_splits(z._planned, spec.splits)
+def plan_zoo(spec: ModelTreeSpec) -> ZooPlan:
+    """The tree's :class:`ZooPlan` (the store's checkpoint axis holds the children's epochs)."""
+    models, archs, tasks, tree = plan_tree(spec)
+    n_epochs = max(spec.base_training.epochs, spec.child_training.epochs)
+    return ZooPlan(models, archs, tasks, spec.child_training.checkpoint_epochs, n_epochs, {"tree": tree})
 
 
-KIND = _ModelTreeKind()
+#: The model tree as a :class:`generators.driver.ZooKind`: bases in stage 0, children in stage 1.
+KIND = ZooKind(plan=plan_zoo, populations=tree_populations, job=tree_job,
+               splits=lambda z, spec: tree_splits(z._planned, spec.splits))

@@ -18,7 +18,7 @@ from zoo.format import architecture_key, short_hash
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task, normalize_task_spec
 
-from generators.driver import Population, TaskCache, TrainingJob, ZooPlan, generate
+from generators.driver import Population, TrainingJob, ZooKind, ZooPlan, generate
 from generators.population import Member, PopulationConfig
 from generators.spec import PhaseGridSpec
 
@@ -74,7 +74,7 @@ def plan_models(spec: PhaseGridSpec) -> tuple[pd.DataFrame, dict[str, dict], dic
     return pd.DataFrame(rows), archs, tasks
 
 
-def populations(models: pd.DataFrame, max_size: int, epochs: int = 0) -> list[Population]:
+def populations(models: pd.DataFrame, max_size: int, epochs: int) -> list[Population]:
     """Group models that can train together, in model-id order, chunked to ``max_size``."""
     keys = ["arch_key", "task", "batch_size", "optimizer"]
     out = []
@@ -120,23 +120,14 @@ def _splits(z: Zoo, spec: PhaseGridSpec) -> list[tuple[str, Any, dict]]:
     return out
 
 
-class _PhaseGridKind:
-    """The phase grid as a :class:`generators.driver.ZooKind`: one stage, populations per cell group."""
-
-    def plan(self, spec: PhaseGridSpec) -> ZooPlan:
-        models, archs, tasks = plan_models(spec)
-        grid = {r: {"param": a.param, "target": a.target, "values": a.values}
-                for r, a in (("load", spec.load), ("temperature", spec.temperature))}
-        return ZooPlan(models, archs, tasks, spec.checkpoint_epochs, spec.epochs, {"grid": grid})
-
-    def populations(self, spec: PhaseGridSpec, models: pd.DataFrame) -> list[Population]:
-        return populations(models, spec.max_population, spec.epochs)
-
-    def job(self, z: Zoo, spec: PhaseGridSpec, model_ids: Sequence[int], tasks: TaskCache) -> TrainingJob:
-        return _job(z, spec, model_ids, tasks)
-
-    def splits(self, z: Zoo, spec: PhaseGridSpec) -> list[tuple[str, Any, dict]]:
-        return _splits(z, spec)
+def plan_zoo(spec: PhaseGridSpec) -> ZooPlan:
+    """The phase grid's :class:`ZooPlan`: its models table, architectures, tasks and grid attribute."""
+    models, archs, tasks = plan_models(spec)
+    grid = {r: {"param": a.param, "target": a.target, "values": a.values}
+            for r, a in (("load", spec.load), ("temperature", spec.temperature))}
+    return ZooPlan(models, archs, tasks, spec.checkpoint_epochs, spec.epochs, {"grid": grid})
 
 
-KIND = _PhaseGridKind()
+#: The phase grid as a :class:`generators.driver.ZooKind`: one stage, populations per cell group.
+KIND = ZooKind(plan=plan_zoo, populations=lambda spec, models: populations(models, spec.max_population, spec.epochs),
+               job=_job, splits=_splits)
