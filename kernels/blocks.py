@@ -17,7 +17,7 @@ from typing import Literal, Sequence
 
 import torch
 
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class BlockSpec:
     @classmethod
     def from_layout(cls, layout: ParamLayout,
                     granularity: Literal["tensor", "layer", "model"] = "tensor") -> "BlockSpec":
-        """Blocks from a zoo :class:`~zoo.layout.ParamLayout`.
+        """Blocks from a :class:`~kernels.layout.ParamLayout`.
 
         ``"tensor"``: one block per parameter tensor (aTLAS); ``"layer"``: one per layer index, which
         must be contiguous in the flat vector (layer-wise AdaMerging); ``"model"``: one block.

@@ -21,7 +21,7 @@ import torch
 from kernels._dispatch import Backend, resolve_backend
 from kernels._validate import acc_dtype, check_same_device, check_same_dtype, check_tensor
 from kernels.blocks import BlockSpec, as_block_spec, spec_from_sizes
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 __all__ = ["compose", "compose_reference", "compose_grad_coeffs_reference", "broadcast_coeffs"]
 

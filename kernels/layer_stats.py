@@ -23,8 +23,8 @@ import torch
 from kernels._dispatch import Backend, resolve_backend
 from kernels._validate import acc_dtype, check_tensor
 from kernels.blocks import BlockSpec
-from zoo.errors import ArchitectureMismatchError
-from zoo.layout import ParamLayout
+from kernels.errors import LayoutMismatchError
+from kernels.layout import ParamLayout
 
 __all__ = ["layer_stats", "layer_stats_reference", "STAT_NAMES"]
 
@@ -101,7 +101,7 @@ def layer_stats(flat: torch.Tensor, layout: ParamLayout | BlockSpec, *, backend:
     else:
         raise TypeError(f"layout must be a ParamLayout or BlockSpec, got {type(layout).__name__}")
     if flat2.shape[1] != n:
-        raise ArchitectureMismatchError(f"flat has {flat2.shape[1]} parameters per model but the layout covers {n}")
+        raise LayoutMismatchError(f"flat has {flat2.shape[1]} parameters per model but the layout covers {n}")
     chosen = resolve_backend(backend, flat2, op="layer_stats")
     with torch.no_grad():
         out = _stats_op(flat2, offsets, sizes, chosen)

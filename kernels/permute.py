@@ -20,8 +20,8 @@ import torch
 
 from kernels._dispatch import Backend, resolve_backend
 from kernels._validate import check_tensor
-from zoo.errors import ArchitectureMismatchError
-from zoo.layout import ParamLayout
+from kernels.errors import LayoutMismatchError
+from kernels.layout import ParamLayout
 
 __all__ = ["permute", "permute_reference", "permutation_table", "invert_permutations"]
 
@@ -131,7 +131,7 @@ def permute(flat: torch.Tensor, layout: ParamLayout, perms: Sequence[torch.Tenso
     """
     check_tensor(flat, "flat", ndim=2, float_dtype=False)
     if flat.shape[1] != layout.n_params:
-        raise ArchitectureMismatchError(f"flat has {flat.shape[1]} parameters per model but the layout has "
+        raise LayoutMismatchError(f"flat has {flat.shape[1]} parameters per model but the layout has "
                                         f"{layout.n_params}")
     if len(perms) != len(layout.group_sizes):
         raise ValueError(f"permute: expected {len(layout.group_sizes)} permutations (one per group), got {len(perms)}")

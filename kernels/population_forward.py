@@ -1,6 +1,6 @@
 """``population_forward``: logits of P models given their flat weight vectors, on one shared batch.
 
-MLPs (``zoo.architectures.MLP`` or a layout of ``layers.{i}.weight/bias``) run as one batched linear
+MLPs (a module or a layout of ``layers.{i}.weight/bias``) run as one batched linear
 layer per depth that reads each model's weight matrix straight out of ``flat [P, n_params]`` at the
 layer's offset (stride arithmetic, no unflattened copy), fused with bias and activation (Triton), or
 as broadcast ``matmul``/``baddbmm`` on views of ``flat`` (PyTorch). Other architectures (the zoo's 1-D
@@ -19,9 +19,9 @@ import torch.nn as nn
 
 from kernels._dispatch import Backend, resolve_backend
 from kernels._validate import acc_dtype, check_same_device, check_tensor
-from zoo.architectures import ACTIVATIONS, layout_of
-from zoo.errors import ArchitectureMismatchError
-from zoo.layout import ParamLayout
+from kernels.activations import ACTIVATIONS
+from kernels.errors import LayoutMismatchError
+from kernels.layout import ParamLayout
 
 __all__ = ["population_forward", "mlp_population_reference", "mlp_structure"]
 
@@ -135,9 +135,9 @@ def population_forward(flat: torch.Tensor, arch: nn.Module | ParamLayout, x: tor
     if x.dim() < 1:
         raise ValueError("x must have a batch dimension, got a scalar")
     check_same_device(flat=flat, x=x)
-    layout = arch if isinstance(arch, ParamLayout) else layout_of(arch)
+    layout = arch if isinstance(arch, ParamLayout) else ParamLayout.of_module(arch)
     if flat.shape[1] != layout.n_params:
-        raise ArchitectureMismatchError(f"flat has {flat.shape[1]} parameters per model but the architecture has "
+        raise LayoutMismatchError(f"flat has {flat.shape[1]} parameters per model but the architecture has "
                                         f"{layout.n_params}")
     chosen = resolve_backend(backend, flat, x, op="population_forward")
     structure = mlp_structure(layout)

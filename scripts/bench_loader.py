@@ -63,7 +63,7 @@ def build(root: Path, n: int, seed: int = 0) -> dict:
     import zoo
     from zoo.architectures import architecture_record
     from zoo.format import STATUS_CODES
-    from zoo.layout import ParamLayout
+    from kernels.layout import ParamLayout
     from zoo.pack import pack_weights
     from zoo.splits import assign_split
 

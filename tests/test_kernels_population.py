@@ -12,7 +12,7 @@ import torch  # noqa: E402
 
 from kernels import STAT_NAMES, layer_stats, permute, population_forward  # noqa: E402
 from zoo.architectures import build_architecture, layout_of, load_flat_weights  # noqa: E402
-from zoo.errors import ArchitectureMismatchError  # noqa: E402
+from kernels.errors import LayoutMismatchError  # noqa: E402
 
 ARCHS = [
     ("mlp", (37,), {"width": 19, "depth": 2, "activation": "tanh"}),
@@ -74,7 +74,7 @@ def test_population_forward_gradient_matches_torch():
 
 def test_population_forward_bad_inputs():
     module, layout, flat, x = _population("mlp", (37,), {"width": 19, "depth": 2})
-    with pytest.raises(ArchitectureMismatchError, match="parameters per model"):
+    with pytest.raises(LayoutMismatchError, match="parameters per model"):
         population_forward(flat[:, :-1], module, x, backend="triton")
     with pytest.raises(ValueError, match="features per example"):
         population_forward(flat, module, torch.randn(5, 36), backend="triton")
@@ -143,5 +143,5 @@ def test_layer_stats_fp16_and_errors():
     assert a.dtype == torch.float32
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     assert layer_stats(half[0], layout, backend="triton").shape == (len(layout), 7)
-    with pytest.raises(ArchitectureMismatchError):
+    with pytest.raises(LayoutMismatchError):
         layer_stats(flat[:, 1:], layout, backend="triton")

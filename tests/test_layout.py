@@ -3,7 +3,8 @@ import torch
 
 from zoo.architectures import build_architecture, layout_of, load_flat_weights
 from zoo.errors import ArchitectureMismatchError, UnknownNameError
-from zoo.layout import ParamLayout
+from kernels.errors import LayoutMismatchError
+from kernels.layout import ParamLayout
 
 ARCHS = [("mlp", (40,), {"width": 16, "depth": 2}), ("cnn1d", (40,), {"width": 8}),
          ("cnn2d", (1, 28, 28), {"activation": "relu"})]
@@ -64,8 +65,9 @@ def test_mismatched_weights_name_the_shape():
         load_flat_weights(m, torch.zeros(5))
     lay = layout_of(m)
     bad = {n: torch.zeros(3) for n in lay.names}
-    with pytest.raises(ArchitectureMismatchError, match="layers.0.weight"):
+    with pytest.raises(LayoutMismatchError, match="layers.0.weight"):  # the layout's own error
         lay.flatten(bad)
+    assert issubclass(ArchitectureMismatchError, LayoutMismatchError)
 
 
 def test_unknown_architecture_lists_registered():

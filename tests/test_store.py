@@ -10,7 +10,7 @@ import zoo
 from zoo.architectures import architecture_record, build_architecture, layout_of
 from zoo.errors import ArchitectureMismatchError, CorruptChunkError, FormatVersionError, NotAZooError, ZooError
 from zoo.format import ROOT_ATTR, architecture_key
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 
 def _make_store(path, n=4, width=8, **create):

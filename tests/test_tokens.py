@@ -3,7 +3,7 @@ import torch
 
 from zoo.architectures import build_architecture, layout_of
 from zoo.errors import ArchitectureMismatchError, ZooError
-from zoo.layout import ParamEntry, ParamLayout
+from kernels.layout import ParamEntry, ParamLayout
 from zoo.tokens import detokenize, token_map, tokenize
 
 ARCHS = [

@@ -29,7 +29,7 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.format import FORMAT_VERSION
-from zoo.layout import ParamEntry, ParamLayout, PermAxis
+from kernels.layout import ParamEntry, ParamLayout, PermAxis
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.dataset import ZooDataset, norm_stats
 from zoo.batch_loader import ZooBatchLoader

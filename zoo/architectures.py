@@ -26,19 +26,12 @@ import torch.nn.functional as F
 
 from zoo.errors import ArchitectureMismatchError, UnknownNameError
 from zoo.format import architecture_key
-from zoo.layout import ParamLayout, PermAxis
+from kernels.activations import ACTIVATIONS, DERIVATIVE_FROM_OUTPUT
+from kernels.layout import ParamLayout, PermAxis
 
 ArchitectureBuilder = Callable[..., nn.Module]
 _REGISTRY: dict[str, ArchitectureBuilder] = {}
 
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "gelu": F.gelu,
-    "leaky_relu": F.leaky_relu,
-    "silu": F.silu,
-}
 
 
 def register_architecture(name: str) -> Callable[[ArchitectureBuilder], ArchitectureBuilder]:
@@ -68,11 +61,9 @@ def build_architecture(
 
 
 def layout_of(module: nn.Module) -> ParamLayout:
-    """The :class:`ParamLayout` of a module (with permutation groups if it declares them)."""
-    if hasattr(module, "permutation_spec"):
-        perm_spec, group_sizes = module.permutation_spec()
-        return ParamLayout.from_module(module, perm_spec, group_sizes)
-    return ParamLayout.from_module(module)
+    """The :class:`~kernels.layout.ParamLayout` of a module, with the permutation groups it declares
+    (:meth:`ParamLayout.of_module <kernels.layout.ParamLayout.of_module>`)."""
+    return ParamLayout.of_module(module)
 
 
 def architecture_record(name: str, input_shape: Sequence[int], n_classes: int, config: Mapping | None = None
@@ -102,13 +93,6 @@ def load_flat_weights(module: nn.Module, flat: torch.Tensor, where: str = "weigh
             p.copy_(tensors[name])
     return module
 
-
-# derivative of each activation written in terms of its output a = act(z), for hand-written backward passes
-_DERIVATIVE_FROM_OUTPUT: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": lambda a: (a > 0).to(a.dtype),
-    "tanh": lambda a: 1 - a * a,
-    "sigmoid": lambda a: a * (1 - a),
-}
 
 
 def _activation(name: str, table: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] = ACTIVATIONS
@@ -169,7 +153,7 @@ class MLP(nn.Module):
     @property
     def manual_backward(self) -> bool:
         """Whether :meth:`population_loss_and_grads` supports this MLP's activation."""
-        return self.act_name in _DERIVATIVE_FROM_OUTPUT
+        return self.act_name in DERIVATIVE_FROM_OUTPUT
 
     def population_loss_and_grads(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
                                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -188,7 +172,7 @@ class MLP(nn.Module):
         loss = -logp.gather(-1, target).squeeze(-1).mean(1)
         g = logp.exp_()  # softmax, then minus one-hot, over the batch size: d(mean CE)/d(logits)
         g.scatter_add_(-1, target, torch.full_like(target, -1, dtype=g.dtype)).div_(b)
-        deriv = _DERIVATIVE_FROM_OUTPUT[self.act_name]
+        deriv = DERIVATIVE_FROM_OUTPUT[self.act_name]
         grads: dict[str, torch.Tensor] = {}
         for i in range(n - 1, -1, -1):
             grads[f"layers.{i}.weight"] = torch.bmm(g.transpose(1, 2), acts[i])

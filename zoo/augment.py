@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 
 from zoo.errors import ArchitectureMismatchError, ZooError
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 
 def _seeded(seed: int | None) -> torch.Generator | None:

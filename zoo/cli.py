@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Sequence
 
+from kernels.errors import KernelError
+from zoo.commands.fit import run_fit
 from zoo.errors import ZooError
 
 
@@ -24,10 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv[:1] == ["fit"]:  # every flag after 'fit' belongs to LightningCLI, parsed there
+        args = argparse.Namespace(command="fit", func=lambda a: run_fit(argv[1:]))
+    else:
+        args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ZooError as exc:
+    except (ZooError, KernelError) as exc:
         print(f"weightzoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

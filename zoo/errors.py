@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kernels.errors import LayoutMismatchError
+
 
 class ZooError(Exception):
     """Base class of every weightzoo error."""
@@ -19,8 +21,10 @@ class CorruptChunkError(ZooError):
     """A chunk of a store is missing or fails its checksum."""
 
 
-class ArchitectureMismatchError(ZooError):
-    """Weights do not fit an architecture: a parameter's name or shape differs."""
+class ArchitectureMismatchError(ZooError, LayoutMismatchError):
+    """Weights do not fit an architecture: a parameter's name or shape differs. A
+    :class:`kernels.errors.LayoutMismatchError` (what the layout itself raises) that the store adds its
+    path and model to."""
 
 
 class SpecError(ZooError):

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from zoo.errors import ArchitectureMismatchError, ZooError
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 
 def _entry_index(layout: ParamLayout) -> torch.Tensor:

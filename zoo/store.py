@@ -48,7 +48,7 @@ from zoo.format import (
     STATUS_NAMES,
     to_jsonable,
 )
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 _CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
 

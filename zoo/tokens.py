@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from zoo.errors import ArchitectureMismatchError, ZooError
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 from generators.landscape.population_data import (
     STREAM_CURVE_T,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.func import grad, vjp
 
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 from generators.landscape.population_data import (
     STREAM_POWER,

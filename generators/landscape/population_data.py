@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 from zoo.store import Zoo
 from zoo.tasks import TaskData
 

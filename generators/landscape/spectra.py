@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 
 
 @dataclass(frozen=True)

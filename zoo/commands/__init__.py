@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from zoo.commands import download, generate, info, interchange, landscape, phases
+from zoo.commands import download, fit, generate, info, interchange, landscape, phases
 
 # Order of the groups in ``weightzoo --help``.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -20,4 +20,5 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     info.register,        # info
     download.register,    # download
     interchange.register,  # import, export
+    fit.register,          # fit (weightnets, LightningCLI)
 ]

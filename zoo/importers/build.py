@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from zoo.errors import ZooError
 from zoo.format import STATUS_CODES, architecture_key, library_versions
 from zoo.atomic import atomic_output
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 from zoo.store import Zoo, create_zoo, open_zoo
 
 

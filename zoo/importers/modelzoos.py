@@ -40,7 +40,7 @@ from zoo.architectures import architecture_record
 from zoo.errors import ZooError
 from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files
 from zoo.importers.torch_state import load_state_dict
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 from zoo.store import Zoo
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")

@@ -30,7 +30,8 @@ import pandas as pd
 from safetensors import SafetensorError, safe_open
 
 from zoo.architectures import ACTIVATIONS, architecture_names, architecture_record
-from zoo.errors import ArchitectureMismatchError, ZooError
+from kernels.errors import LayoutMismatchError
+from zoo.errors import ZooError
 from zoo.importers.build import (
     ImportPlan,
     ModelResult,
@@ -39,7 +40,7 @@ from zoo.importers.build import (
     fingerprint_files,
     generic_architecture,
 )
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 from zoo.store import Zoo
 
 Signature = tuple[tuple[str, tuple[int, ...]], ...]
@@ -204,7 +205,7 @@ def import_safetensors_dir(src: str | Path, out: str | Path, progress: bool = Tr
                 flat = layout.flatten({name: h.get_tensor(name).float() for name in h.keys()}).numpy()[None]
         except (SafetensorError, OSError) as exc:
             raise ZooError(f"{f.path}: not a readable safetensors file ({exc})") from exc
-        except ArchitectureMismatchError as exc:
+        except LayoutMismatchError as exc:
             raise ZooError(f"{f.path}: {exc}") from exc
         status, record = classify(flat, [], None, plan.checkpoint_epochs)
         return ModelResult(weights=flat, status=status, record={**record, "file": f.rel})

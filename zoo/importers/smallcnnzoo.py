@@ -35,7 +35,7 @@ import pandas as pd
 from zoo.architectures import architecture_record
 from zoo.errors import ZooError
 from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 from zoo.store import Zoo
 
 WEIGHTS_FILES = ("weights.npy", "all_weights.npy")

@@ -54,7 +54,7 @@ from zoo.interchange.skeleton import (
     write_model_arrays,
     write_zoo_arrays,
 )
-from zoo.layout import ParamLayout
+from kernels.layout import ParamLayout
 from zoo.splits import SPLIT_CODES
 from zoo.store import Zoo, open_zoo
 

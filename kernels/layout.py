@@ -1,5 +1,9 @@
 """Parameter layout: where each parameter tensor of an architecture lives in a flat weight vector.
 
+This is the one description of a network's parameters that the kernels (which take flat vectors)
+and the zoo store (which keeps them) share; it lives at the bottom layer so that both import it from
+here (as ``nfn`` keeps its network spec beside its layers).
+
 A zoo stores the weights of every model as one flat float32 vector ``[n_params]`` per checkpoint.
 The layout maps each named parameter to its ``offset`` and ``shape`` in that vector, the index of the
 layer it belongs to, and its *permutable axes*: which axes are indexed by hidden units (MLP) or
@@ -18,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 import torch
 
-from zoo.errors import ArchitectureMismatchError
+from kernels.errors import LayoutMismatchError
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,15 @@ class ParamLayout:
         return cls.from_shapes(((name, p.shape) for name, p in module.named_parameters()), perm_spec,
                                group_sizes, layer_of)
 
+    @classmethod
+    def of_module(cls, module: torch.nn.Module) -> "ParamLayout":
+        """Layout of ``module`` with the permutation groups it declares through an optional
+        ``permutation_spec() -> (perm_spec, group_sizes)`` method (none otherwise)."""
+        if hasattr(module, "permutation_spec"):
+            perm_spec, group_sizes = module.permutation_spec()
+            return cls.from_module(module, perm_spec, group_sizes)
+        return cls.from_module(module)
+
     def to_record(self) -> dict:
         return {
             "entries": [e.to_record() for e in self.entries],
@@ -183,7 +196,7 @@ class ParamLayout:
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Views of ``flat [..., n_params]`` as ``{name: [..., *shape]}`` (no copy)."""
         if flat.shape[-1] != self.n_params:
-            raise ArchitectureMismatchError(
+            raise LayoutMismatchError(
                 f"weight vector has {flat.shape[-1]} parameters but the layout expects {self.n_params}"
             )
         lead = flat.shape[:-1]
@@ -196,25 +209,25 @@ class ParamLayout:
         parts = []
         for e in self.entries:
             if e.name not in tensors:
-                raise ArchitectureMismatchError(f"missing parameter {e.name!r} (expected shape {list(e.shape)})")
+                raise LayoutMismatchError(f"missing parameter {e.name!r} (expected shape {list(e.shape)})")
             t = tensors[e.name]
             if tuple(t.shape[batch_dims:]) != e.shape:
-                raise ArchitectureMismatchError(
+                raise LayoutMismatchError(
                     f"parameter {e.name!r} has shape {list(t.shape[batch_dims:])}, expected {list(e.shape)}"
                 )
             parts.append(t.reshape(*t.shape[:batch_dims], e.numel))
         extra = set(tensors) - set(self.names)
         if extra:
-            raise ArchitectureMismatchError(f"unexpected parameters {sorted(extra)} not in the layout")
+            raise LayoutMismatchError(f"unexpected parameters {sorted(extra)} not in the layout")
         return torch.cat(parts, dim=-1)
 
     def check_state_dict(self, state: Mapping[str, torch.Tensor], where: str = "state_dict") -> None:
-        """Raise :class:`ArchitectureMismatchError` naming the first parameter whose name or shape differs."""
+        """Raise :class:`LayoutMismatchError` naming the first parameter whose name or shape differs."""
         for e in self.entries:
             if e.name not in state:
-                raise ArchitectureMismatchError(f"{where}: missing parameter {e.name!r} of shape {list(e.shape)}")
+                raise LayoutMismatchError(f"{where}: missing parameter {e.name!r} of shape {list(e.shape)}")
             if tuple(state[e.name].shape) != e.shape:
-                raise ArchitectureMismatchError(
+                raise LayoutMismatchError(
                     f"{where}: parameter {e.name!r} has shape {list(state[e.name].shape)}, "
                     f"the architecture expects {list(e.shape)}"
                 )

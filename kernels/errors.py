@@ -1,0 +1,13 @@
+"""Errors raised by the kernels. They derive from built-in exceptions, so callers that do not know
+:mod:`kernels` can still catch ``ValueError``."""
+
+from __future__ import annotations
+
+
+class KernelError(Exception):
+    """Base class of the errors the kernels define."""
+
+
+class LayoutMismatchError(KernelError, ValueError):
+    """Weights do not fit a parameter layout: a parameter's name, count or shape differs (the message
+    names it and both shapes)."""

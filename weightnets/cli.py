@@ -1,0 +1,97 @@
+"""``weightzoo fit --config CFG [--data.store STORE] [--seed_everything N] [--trainer.default_root_dir RUN]``.
+
+A :class:`lightning.pytorch.cli.LightningCLI` in subclass mode: the config names any
+``LightningModule`` (``model.class_path``) and ``LightningDataModule`` (``data.class_path``), and every
+field can be overridden with a dotted flag, as usual with LightningCLI (jsonargparse).
+
+What it adds to a plain ``LightningCLI`` run:
+
+* everything of one run lands in one folder ``RUN`` (``--trainer.default_root_dir``, default
+  ``runs/fit``): ``RUN/config.yaml``, ``RUN/metrics.csv`` (the CSV log), ``RUN/checkpoints/*.ckpt``;
+* a module that has ``monitor`` (a logged validation metric) and ``monitor_mode`` (``min``/``max``)
+  attributes gets a :class:`~lightning.pytorch.callbacks.ModelCheckpoint` that keeps the best epoch on
+  that metric (unless the config brings its own checkpoint callback);
+* after fitting, the best validation checkpoint (never the last epoch chosen by test metrics) is
+  evaluated on the test split and ``RUN/test_metrics.json`` holds ``{name: value}`` of every metric
+  logged in the test loop, plus ``best_checkpoint``, ``best_score``, ``monitor`` and ``seed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+DEFAULT_ROOT = "runs/fit"
+
+
+class FitCLI(LightningCLI):
+    """LightningCLI that fits, then tests the best validation checkpoint and writes ``test_metrics.json``."""
+
+    def __init__(self, args: Sequence[str] | None = None) -> None:
+        super().__init__(
+            model_class=LightningModule, datamodule_class=LightningDataModule, subclass_mode_model=True,
+            subclass_mode_data=True, args=list(args) if args is not None else None, run=False,
+            save_config_kwargs={"overwrite": True}, trainer_defaults={"default_root_dir": DEFAULT_ROOT},
+            parser_kwargs={"prog": "weightzoo fit", "description": "train a weight-space model (LightningCLI)"})
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config["trainer"]
+        root = trainer.get("default_root_dir") or DEFAULT_ROOT
+        trainer["default_root_dir"] = root
+        if trainer.get("logger") in (None, True):  # one folder per run: RUN/metrics.csv beside RUN/checkpoints
+            trainer["logger"] = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                 "init_args": {"save_dir": root, "name": "", "version": ""}}
+
+    def after_instantiate_classes(self) -> None:
+        monitor = getattr(self.model, "monitor", None)
+        if monitor is None:
+            return
+        callbacks = self.trainer.callbacks
+        for i, cb in enumerate(callbacks):
+            if isinstance(cb, ModelCheckpoint) and cb.monitor is None:  # Lightning's default: replace it
+                callbacks[i] = ModelCheckpoint(dirpath=Path(self.trainer.default_root_dir) / "checkpoints",
+                                               monitor=monitor, mode=getattr(self.model, "monitor_mode", "min"),
+                                               filename="best-{epoch}", save_last=False)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    return value
+
+
+def fit_and_test(args: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run ``weightzoo fit`` with ``args`` (the flags after ``fit``) and return the test metrics written
+    to ``RUN/test_metrics.json``."""
+    cli = FitCLI(args)
+    trainer: Trainer = cli.trainer
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    ckpt = trainer.checkpoint_callback
+    best = getattr(ckpt, "best_model_path", "") or None
+    results = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best if best else None, verbose=True)
+    metrics: dict[str, Any] = {}
+    for block in results:
+        metrics.update({k: _plain(v) for k, v in block.items()})
+    metrics["best_checkpoint"] = best
+    metrics["best_score"] = _plain(getattr(ckpt, "best_model_score", None)) if best else None
+    metrics["monitor"] = getattr(ckpt, "monitor", None)
+    metrics["seed"] = cli.config.get("seed_everything")
+    root = Path(trainer.default_root_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "test_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def run_dir(trainer: Trainer) -> Path:
+    """The run folder of a trainer built by :class:`FitCLI`."""
+    logger = trainer.logger
+    return Path(logger.log_dir) if isinstance(logger, CSVLogger) else Path(trainer.default_root_dir)
