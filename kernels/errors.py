@@ -11,3 +11,10 @@ class KernelError(Exception):
 class LayoutMismatchError(KernelError, ValueError):
     """Weights do not fit a parameter layout: a parameter's name, count or shape differs (the message
     names it and both shapes)."""
+
+
+class UnknownNameError(KernelError, KeyError):
+    """A name that no registry knows (the message lists the registered names)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

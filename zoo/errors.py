@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kernels.errors import LayoutMismatchError
+from kernels.errors import UnknownNameError as UnknownKernelName
 
 
 class ZooError(Exception):
@@ -31,11 +32,11 @@ class SpecError(ZooError):
     """A generation spec is invalid; the message names the field."""
 
 
-class UnknownNameError(SpecError, KeyError):
-    """An unknown architecture, data source or optimiser name."""
+class UnknownNameError(SpecError, UnknownKernelName):
+    """A name that no registry knows: an unknown architecture, task source, importer, optimiser, ...
+    (the message lists the registered names)."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+    __str__ = UnknownKernelName.__str__
 
 
 class CatalogError(ZooError):

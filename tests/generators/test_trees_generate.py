@@ -10,8 +10,8 @@ import torch
 import yaml
 
 import zoo
-from killing import generate_and_kill
-from same_zoo import assert_same_zoo
+from helpers.killing import generate_and_kill
+from helpers.same_zoo import assert_same_zoo
 from generators.driver import generate
 from generators.report import print_summary
 from generators.spec import load_spec
@@ -34,7 +34,7 @@ def tree(tree_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "weightzoo.cli", *args], capture_output=True, text=True)
 
 
 def test_tree_zoo_is_complete_with_tree_columns(tree):

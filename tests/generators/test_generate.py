@@ -15,8 +15,8 @@ from generators.spec import load_spec
 from zoo.errors import SpecError
 from zoo.tasks import build_task
 
-from killing import generate_and_kill, grid_spec_with_reference
-from same_zoo import assert_same_zoo
+from helpers.killing import generate_and_kill, grid_spec_with_reference
+from helpers.same_zoo import assert_same_zoo
 
 
 def test_tiny_zoo_is_complete_and_consistent(tiny_zoo, tiny_spec):
@@ -82,7 +82,7 @@ def test_diverged_models_are_kept_and_flagged(tmp_path, tiny_spec):
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "weightzoo.cli", *args], capture_output=True, text=True, **kw)
 
 
 @pytest.mark.slow

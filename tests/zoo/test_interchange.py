@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors import safe_open
-from store_factory import make_rich_store
+from helpers.store_factory import make_rich_store
 
 import zoo
 from zoo.errors import CorruptChunkError, ZooError

@@ -6,14 +6,14 @@ import sys
 
 import numpy as np
 import pytest
-from test_import_smallcnnzoo import keras_variables, write_release
+from helpers.smallcnnzoo_release import keras_variables, write_release
 
 import zoo
 from zoo.interchange import diff_stores
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "weightzoo.cli", *args], capture_output=True, text=True)
 
 
 @pytest.mark.slow

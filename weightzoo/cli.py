@@ -1,6 +1,6 @@
 """The ``weightzoo`` command line: a thin layer over the Python APIs.
 
-Sub-commands live in :mod:`zoo.commands` (one module per group). Commands that train import
+Sub-commands live in :mod:`weightzoo.commands` (one module per group). Commands that train import
 :mod:`generators` only when they run, so ``weightzoo info`` and ``import zoo`` stay light.
 """
 
@@ -11,12 +11,12 @@ import sys
 from typing import Sequence
 
 from kernels.errors import KernelError
-from zoo.commands.fit import run_fit
+from weightzoo.commands.fit import run_fit
 from zoo.errors import ZooError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from zoo.commands import REGISTRARS
+    from weightzoo.commands import REGISTRARS
 
     parser = argparse.ArgumentParser(prog="weightzoo", description="Model zoos for weight-space learning.")
     sub = parser.add_subparsers(dest="command", required=True)

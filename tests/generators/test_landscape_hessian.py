@@ -10,7 +10,7 @@ from zoo.architectures import build_architecture, layout_of
 from generators.landscape.hessian import PopulationHVP, group_size, hessian_metrics, hutchinson_trace, top_eigenvalue
 from generators.landscape.population_data import STREAM_TRACE, member_generator
 from generators.population import PopulationModel
-from landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
+from helpers.landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 ARCHS = {  # tiny architectures: MLP (batched-matmul fast path) and 1-D CNN (vmap path)
     "mlp": ((5,), {"width": 4, "depth": 1, "activation": "tanh"}),

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from store_factory import make_rich_store
+from helpers.store_factory import make_rich_store
 
 import zoo
 from zoo.augment import PermutationAugment

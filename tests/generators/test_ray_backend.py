@@ -24,9 +24,9 @@ from generators.ray_backend import POLL_S, PopulationsLostError, run_ray  # noqa
 from generators.spec import load_spec  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
 
-from conftest import TINY_SPEC  # noqa: E402
-from killing import grid_spec_with_reference, kill_after_models_written  # noqa: E402
-from same_zoo import assert_same_models, assert_same_zoo  # noqa: E402
+from helpers.specs import TINY_SPEC  # noqa: E402
+from helpers.killing import grid_spec_with_reference, kill_after_models_written  # noqa: E402
+from helpers.same_zoo import assert_same_models, assert_same_zoo  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_cli_generation_on_ray_killed_part_way_resumes_to_the_local_zoo(ray_head
     spec_file, ref = grid_spec_with_reference(tmp_path, epochs=3)
     n = ref.n_models
     target = tmp_path / "ray.zarr"
-    cmd = [sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out", str(target), "--quiet",
+    cmd = [sys.executable, "-m", "weightzoo.cli", "generate", str(spec_file), "--out", str(target), "--quiet",
            "--backend", "ray", "--address", ray_head]
 
     done_at_kill = kill_after_models_written(cmd, target, 2)

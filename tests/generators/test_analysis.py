@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY_SPEC
+from helpers.specs import TINY_SPEC
 from generators.driver import generate
 from generators.landscape import QUICK
 from generators.spec import load_spec, resolve_spec_path
@@ -45,7 +45,7 @@ def test_generate_computes_landscape_metrics_and_labels_phases(tmp_path):
     assert {"hessian_trace_train", "hessian_top_eig_test", "cka", "mc_loss", "mc_error", "alpha"} <= set(z.landscape_names)
     models = z.models
     assert np.isfinite(models["hessian_trace_train"]).all() and np.isfinite(models["cka"]).all()
-    info = json.loads(subprocess.run([sys.executable, "-m", "zoo.cli", "info", str(z.path), "--json"],
+    info = json.loads(subprocess.run([sys.executable, "-m", "weightzoo.cli", "info", str(z.path), "--json"],
                                      capture_output=True, text=True, check=True).stdout)
     assert sum(info["phase_counts"].values()) == 8 and info["phase_rule"] == {"name": "yang2021", "version": 1}
     assert set(z.meta["spec"]) >= {"landscape", "phases"}

@@ -138,7 +138,7 @@ def test_phases_need_a_grid_and_mc(tiny_zoo_path, tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "weightzoo.cli", *args], capture_output=True, text=True)
 
 
 @pytest.mark.slow

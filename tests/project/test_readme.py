@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.mark.slow
@@ -17,7 +17,7 @@ def test_readme_python_example_runs(tmp_path):
     env = dict(os.environ, WEIGHTZOO_CACHE=str(tmp_path / "cache"))
     for cmd in (["demo", "--quick", "--out", "runs/demo", "--quiet"],
                 ["generate", "tree_quick", "--out", "runs/tree.zarr", "--quiet"]):
-        r = subprocess.run([sys.executable, "-m", "zoo.cli", *cmd], cwd=tmp_path, env=env, capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "weightzoo.cli", *cmd], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"README example failed:\n{code}\n{r.stderr}"

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule
 from torch.utils.data import DataLoader, TensorDataset
 
-from zoo.cli import main
+from weightzoo.cli import main
 
 
 class ToyData(LightningDataModule):

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import yaml
 
-from conftest import TINY_SPEC
+from helpers.specs import TINY_SPEC
 
 
 def kill_after_models_written(cmd: Sequence[str], store: Path, count: int, timeout_s: float = 120) -> int | None:
@@ -41,7 +41,7 @@ def generate_and_kill(spec_file: Path, target: Path, at_least: int, timeout_s: f
     models are written; how many were, or None if it finished first."""
     import sys
 
-    return kill_after_models_written([sys.executable, "-m", "zoo.cli", "generate", str(spec_file), "--out",
+    return kill_after_models_written([sys.executable, "-m", "weightzoo.cli", "generate", str(spec_file), "--out",
                                       str(target), "--quiet"], target, at_least, timeout_s)
 
 

@@ -12,10 +12,10 @@ import yaml
 from generators.driver import BACKENDS, TaskCache, create_or_resume, generate, kind_of, pending_populations
 from generators.population import train_population
 from generators.spec import load_spec
-from zoo.cli import main
+from weightzoo.cli import main
 from zoo.errors import SpecError
 
-from conftest import TINY_SPEC
+from helpers.specs import TINY_SPEC
 
 
 def test_ray_is_a_backend_that_importing_generators_does_not_load():

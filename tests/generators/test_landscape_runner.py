@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import zoo
-from zoo.cli import main
+from weightzoo.cli import main
 from zoo.store import create_zoo
 from generators.landscape import QUICK, compute_landscape
 from generators.landscape import runner as runner_module

@@ -7,7 +7,7 @@ import torch
 import zoo
 from generators.landscape.connectivity import bezier, curve_values, linear_barrier, mc_from_curve, train_bends
 from generators.landscape.population_data import population_of
-from landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
+from helpers.landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 def test_mc_sign_on_constructed_curves():

@@ -14,7 +14,7 @@ from zoo.catalog import (
     pack,
     read_catalog_file,
 )
-from zoo.cli import main
+from weightzoo.cli import main
 from zoo.errors import CatalogError
 
 SHA = "ab" * 32

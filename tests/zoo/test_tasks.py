@@ -25,7 +25,7 @@ from zoo.tasks import (
     task_sources,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from zoo.commands import download, fit, generate, info, interchange, landscape, phases
+from weightzoo.commands import download, fit, generate, info, interchange, landscape, phases
 
 # Order of the groups in ``weightzoo --help``.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import zoo
-from range_http_server import RangeHTTPServer
+from helpers.range_http_server import RangeHTTPServer
 from zoo.archive import write_zip
-from zoo.cli import main
+from weightzoo.cli import main
 from zoo.errors import NotAZooError, ZooError
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import zoo
-from range_http_server import RangeHTTPServer
+from helpers.range_http_server import RangeHTTPServer
 from zoo.catalog import pack
-from zoo.cli import main
+from weightzoo.cli import main
 from zoo.download import fetch, parse_hf_url, part_path
 from zoo.errors import ChecksumError, DownloadError, OfflineError, ZooError
 

@@ -12,7 +12,7 @@ PUBLIC_FORMATS = ("modelzoos", "smallcnnzoo", "safetensors-dir")
 def _print_store(z, title: str) -> None:
     from rich.console import Console
 
-    from zoo.commands.info import architecture_table
+    from weightzoo.commands.info import architecture_table
 
     info = z.info()
     console = Console()

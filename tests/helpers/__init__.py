@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (stores, specs, servers, kill-and-resume runs)."""
