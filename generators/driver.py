@@ -1,15 +1,9 @@
 """Generate any kind of zoo from its spec: plan, create or resume the store, train stage by stage, finish.
 
-The driver knows nothing about phase grids or model trees. Each spec ``kind`` supplies a
-:class:`ZooKind` (registered in :data:`KINDS`):
-
-* ``plan(spec) -> ZooPlan``: the models table, architectures, tasks and attributes, fixed before any
-  training (each model has a slot; resuming trains exactly the ``pending`` ones);
-* ``populations(spec, models) -> [Population]``: models that train together, each in a *stage*
-  (a model-tree child trains in stage 1, after its parent in stage 0 is written);
-* ``job(z, spec, model_ids, tasks) -> TrainingJob``: what one population trains (configuration,
-  members, one task per member, start weights), read from the store alone;
-* ``splits(z, spec) -> [(name, codes, settings)]``: the kind's standard splits.
+The driver knows nothing about phase grids or model trees: each spec ``kind`` supplies a
+:class:`generators.kinds.ZooKind` (its plan, populations, training jobs and splits), found with
+:func:`generators.kinds.get_zoo_kind`. Backends (where a stage's populations train) are registered by
+name too: ``local`` here, ``ray`` in :mod:`generators.ray_backend`.
 
 :func:`generate` runs the stages in order; inside a stage the populations are independent, and
 :func:`train_population_job` -- given only the store path, the spec and the model ids -- trains one of
@@ -20,113 +14,31 @@ landscape metrics, phase labels; see :mod:`generators.analysis`).
 
 from __future__ import annotations
 
-import importlib
 import traceback
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from kernels.registry import Registry
 from zoo.dataset import norm_stats
-from zoo.errors import SpecError
+from zoo.loader import DEFAULT_BUILDER, register_recipe_builder
+from zoo.errors import SpecError, UnknownNameError
 from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions
 from zoo.store import Zoo, create_zoo, open_zoo
-from zoo.tasks import TaskData, build_task
 
-from generators.analysis import compute_landscape_step, label_phases_step
-from generators.population import Member, PopulationConfig, train_population
+from generators.kinds import Population, TaskCache, TrainingJob, get_zoo_kind
+from generators.landscape.runner import compute_landscape
+from generators.phases import label_phases
+from generators.population import train_population
 from generators.spec import load_spec
-
-
-@dataclass
-class Population:
-    """Models trained together (same architecture instance, batch size and optimiser) in one stage."""
-
-    key: tuple
-    model_ids: list[int]
-    stage: int = 0
-    epochs: int = 0
-
-
-@dataclass
-class ZooPlan:
-    """Everything :func:`zoo.store.create_zoo` needs, planned from a spec before training."""
-
-    models: pd.DataFrame
-    architectures: dict[str, dict]
-    tasks: dict[str, dict]
-    checkpoint_epochs: list[int]
-    n_epochs: int
-    attrs: dict
-
-
-@dataclass
-class TrainingJob:
-    """One population's training, built from the store: ``tasks[j]`` and ``start_weights[j]``
-    (``[P, n_params]``, None for seeded initialisation) belong to ``members[j]``; ``blocked`` maps models
-    that cannot train (e.g. a child whose parent failed) to the reason, recorded as their error. Models
-    of the population in neither ``model_ids`` nor ``blocked`` are left ``pending``."""
-
-    config: PopulationConfig
-    model_ids: list[int]
-    members: list[Member]
-    tasks: list[TaskData]
-    start_weights: torch.Tensor | None = None
-    blocked: dict[int, str] = field(default_factory=dict)
-
-
-SplitDef = tuple[str, np.ndarray, dict]
-
-
-@dataclass(frozen=True)
-class ZooKind:
-    """What a spec kind supplies to the driver (see the module docstring)."""
-
-    plan: Callable[[Any], ZooPlan]
-    populations: Callable[[Any, pd.DataFrame], list[Population]]
-    job: Callable[[Zoo, Any, Sequence[int], "TaskCache"], TrainingJob]
-    splits: Callable[[Zoo, Any], list[SplitDef]]
-
-
-#: spec kind -> "module:attribute" of its :class:`ZooKind` (imported when first used).
-KINDS: dict[str, str] = {"phase_grid": "generators.phase_grid:KIND", "model_tree": "generators.model_tree:KIND"}
-
-
-def kind_of(spec: Any) -> ZooKind:
-    """The :class:`ZooKind` of a loaded spec."""
-    if spec.kind not in KINDS:
-        raise SpecError(f"field 'kind': no generator for kind {spec.kind!r}; known kinds: {sorted(KINDS)}")
-    module, attr = KINDS[spec.kind].split(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def as_spec(spec: Any) -> Any:
     """A loaded spec object from a spec object, a path, a shipped name or a dict (e.g. ``z.meta["spec"]``)."""
     return spec if hasattr(spec, "spec_hash") and hasattr(spec, "kind") else load_spec(spec)
-
-
-class TaskCache:
-    """Task data by task key of one store, built on first use; keeps the ``max_items`` most recent."""
-
-    def __init__(self, z: Zoo, max_items: int = 256) -> None:
-        self.specs = z.tasks
-        self.max_items = max_items
-        self._data: OrderedDict[str, TaskData] = OrderedDict()
-
-    def __call__(self, key: str) -> TaskData:
-        if key in self._data:
-            self._data.move_to_end(key)
-            return self._data[key]
-        data = build_task(self.specs[key])
-        self._data[key] = data
-        while len(self._data) > self.max_items:
-            self._data.popitem(last=False)
-        return data
 
 
 def create_or_resume(spec: Any, out: str | Path) -> Zoo:
@@ -141,7 +53,7 @@ def create_or_resume(spec: Any, out: str | Path) -> Zoo:
         if z.meta.get("spec") != spec.raw:  # same training, other analysis settings: record the new ones
             z._update_meta(spec=spec.raw)
         return z
-    plan = kind_of(spec).plan(spec)
+    plan = get_zoo_kind(spec.kind).plan(spec)
     attrs = {"kind": spec.kind, "name": spec.name, "spec": spec.raw, "spec_hash": spec.spec_hash, **plan.attrs}
     return create_zoo(out, models=plan.models, architectures=plan.architectures, tasks=plan.tasks,
                       checkpoint_epochs=plan.checkpoint_epochs, metric_names=list(DEFAULT_METRICS),
@@ -152,7 +64,7 @@ def pending_populations(z: Zoo, spec: Any) -> list[Population]:
     """The populations with models still ``pending``, restricted to those models, by stage."""
     pending = set(np.flatnonzero(z.status_codes() == STATUS_CODES["pending"]).tolist())
     out = []
-    for pop in kind_of(spec).populations(spec, z._planned):
+    for pop in get_zoo_kind(spec.kind).populations(spec, z._planned):
         ids = [i for i in pop.model_ids if i in pending]
         if ids:
             out.append(Population(pop.key, ids, pop.stage, pop.epochs))
@@ -207,7 +119,7 @@ def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence
     tasks = tasks if tasks is not None else TaskCache(z)
     ids = [int(i) for i in model_ids]
     try:
-        job = kind_of(spec).job(z, spec, ids, tasks)
+        job = get_zoo_kind(spec.kind).job(z, spec, ids, tasks)
     except Exception as exc:  # a population that cannot even be set up is recorded, the zoo goes on
         return write_failed(z, ids, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
     counts = {"ok": 0, "diverged": 0, "failed": 0, "pending": len(ids) - len(job.model_ids) - len(job.blocked)}
@@ -236,21 +148,42 @@ def run_local(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tq
                                  on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
 
 
-def run_ray(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm, **options: Any) -> None:
-    """The Ray backend (:func:`generators.ray_backend.run_ray`), imported only when it runs."""
-    from generators.ray_backend import run_ray as run
+#: ``run(z, spec, stages, bar, **options)`` trains the populations of every stage, stage by stage, and
+#: returns when they are written.
+Backend = Callable[..., None]
+_BACKENDS: Registry[Backend] = Registry("backend", error=UnknownNameError)
+register_backend = _BACKENDS.register
+get_backend = _BACKENDS.get
+backend_names = _BACKENDS.names
+register_backend("local")(run_local)
 
-    run(z, spec, stages, bar, **options)
+
+def compute_landscape_step(z: Zoo, spec: Any, *, progress: bool = True) -> None:
+    """Landscape metrics of the complete zoo, with the spec's settings (skipped when switched off)."""
+    analysis = spec.analysis
+    if analysis is None or not analysis.landscape.enabled or not _complete(z):
+        return
+    compute_landscape(z, analysis.landscape, progress=progress)
 
 
-#: backend name -> ``run(z, spec, populations_of_one_stage, bar, **options)``; it returns when the stage is written.
-BACKENDS: dict[str, Callable[..., None]] = {"local": run_local, "ray": run_ray}
+def label_phases_step(z: Zoo, spec: Any, *, progress: bool = True) -> None:
+    """Phase labels of a complete phase-grid zoo whose mode connectivity was computed."""
+    analysis = spec.analysis
+    if analysis is None or analysis.phases is None or "grid" not in z.meta or not _complete(z):
+        return
+    if analysis.phases.mc_metric not in z.landscape_names:
+        return
+    label_phases(z, analysis.phases)
+
+
+def _complete(z: Zoo) -> bool:
+    return not (z.status_codes() == STATUS_CODES["pending"]).any()
 
 
 def write_splits(z: Zoo, spec: Any, *, progress: bool = True) -> None:
     """Store the kind's standard splits that the store does not have yet (they never change)."""
     existing = set(z.split_names)
-    for name, codes, settings in kind_of(spec).splits(z, spec):
+    for name, codes, settings in get_zoo_kind(spec.kind).splits(z, spec):
         if name not in existing:
             z.write_split(name, codes, settings)
 
@@ -280,11 +213,10 @@ def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: boo
 
     ``spec`` is a spec object, a YAML path, a shipped spec name or a dict, of any kind. Stages run in
     order (``stages`` restricts them, e.g. ``[0]`` trains only a tree's bases); then
-    :data:`POST_GENERATION_STEPS`. ``backend`` (a :data:`BACKENDS` name) trains each stage; ``address``
+    :data:`POST_GENERATION_STEPS`. ``backend`` (a :func:`backend_names` name) trains each stage; ``address``
     (the Ray cluster, ``auto`` or ``HOST:PORT``) and ``backend_options`` (e.g. ``cpus_per_task``) go to it.
     """
-    if backend not in BACKENDS:
-        raise SpecError(f"backend {backend!r} is not available; this version has {sorted(BACKENDS)}")
+    run = get_backend(backend)
     options = dict(backend_options or {}, **({} if address is None else {"address": address}))
     if backend == "local" and options:
         raise SpecError(f"the local backend takes no options, got {sorted(options)} (--address is for --backend ray)")
@@ -298,9 +230,13 @@ def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: boo
     bar = tqdm(total=total, desc=f"training {spec.name}", unit="model-epoch", disable=not progress or total == 0)
     try:
         stages = [[p for p in to_train if p.stage == stage] for stage in sorted({p.stage for p in to_train})]
-        BACKENDS[backend](z, spec, stages, bar, **options)
+        run(z, spec, stages, bar, **options)
     finally:
         bar.close()
     for step in POST_GENERATION_STEPS:
         step(z, spec, progress=progress)
     return z
+
+
+# zoo.load(name, build=True) rebuilds a catalog zoo from its recipe with this builder
+register_recipe_builder(DEFAULT_BUILDER)(generate)

@@ -19,10 +19,10 @@ from zoo.format import STATUS_CODES, STATUS_NAMES
 from zoo.splits import assign_split, hash_uniform, ood_split
 from zoo.store import Zoo
 
-from generators.driver import Population, TaskCache, TrainingJob, ZooKind, ZooPlan
+from generators.kinds import Population, TaskCache, TrainingJob, ZooKind, ZooPlan, register_zoo_kind
 from generators.population import Member, PopulationConfig
 from generators.tree_plan import plan_tree
-from generators.tree_spec import ModelTreeSpec
+from generators.tree_spec import ModelTreeSchema, ModelTreeSpec, parse_model_tree
 
 STAGES = {"base": 0, "child": 1}
 
@@ -138,6 +138,7 @@ def plan_zoo(spec: ModelTreeSpec) -> ZooPlan:
     return ZooPlan(models, archs, tasks, spec.child_training.checkpoint_epochs, n_epochs, {"tree": tree})
 
 
-#: The model tree as a :class:`generators.driver.ZooKind`: bases in stage 0, children in stage 1.
-KIND = ZooKind(plan=plan_zoo, populations=tree_populations, job=tree_job,
-               splits=lambda z, spec: tree_splits(z._planned, spec.splits))
+#: The model tree as a :class:`generators.kinds.ZooKind`: bases in stage 0, children in stage 1.
+KIND = register_zoo_kind("model_tree")(ZooKind(
+    schema=ModelTreeSchema, parse=parse_model_tree, plan=plan_zoo, populations=tree_populations, job=tree_job,
+    splits=lambda z, spec: tree_splits(z._planned, spec.splits)))

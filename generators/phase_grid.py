@@ -1,9 +1,8 @@
 """Generate a phase-grid zoo: a load axis x a temperature axis x seeds, trained as populations.
 
 :func:`plan_models` turns a spec into the models table (one row per model, fixed before any training).
-:data:`KIND` is the phase grid's :class:`generators.driver.ZooKind`; :func:`generate` is the kind-agnostic
-driver (:func:`generators.driver.generate`), kept here under its old name: it creates the store and
-trains every model that is not complete yet, so rerunning it after an interruption finishes the zoo.
+:data:`KIND` is the phase grid's :class:`generators.kinds.ZooKind` (registered as ``phase_grid``);
+:func:`generators.driver.generate` trains it.
 """
 
 from __future__ import annotations
@@ -18,11 +17,11 @@ from zoo.format import architecture_key, short_hash
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task, normalize_task_spec
 
-from generators.driver import Population, TrainingJob, ZooKind, ZooPlan, generate
+from generators.grid_spec import PhaseGridSchema, PhaseGridSpec, parse_phase_grid
+from generators.kinds import Population, TrainingJob, ZooKind, ZooPlan, register_zoo_kind
 from generators.population import Member, PopulationConfig
-from generators.spec import PhaseGridSpec
 
-__all__ = ["KIND", "Population", "generate", "plan_models", "populations", "population_config"]
+__all__ = ["KIND", "plan_models", "populations", "population_config"]
 
 
 def _with_axis(spec: PhaseGridSpec, load_value: Any, temp_value: Any) -> tuple[dict, dict, dict]:
@@ -128,6 +127,8 @@ def plan_zoo(spec: PhaseGridSpec) -> ZooPlan:
     return ZooPlan(models, archs, tasks, spec.checkpoint_epochs, spec.epochs, {"grid": grid})
 
 
-#: The phase grid as a :class:`generators.driver.ZooKind`: one stage, populations per cell group.
-KIND = ZooKind(plan=plan_zoo, populations=lambda spec, models: populations(models, spec.max_population, spec.epochs),
-               job=_job, splits=_splits)
+#: The phase grid as a :class:`generators.kinds.ZooKind`: one stage, populations per cell group.
+KIND = register_zoo_kind("phase_grid")(ZooKind(
+    schema=PhaseGridSchema, parse=parse_phase_grid, plan=plan_zoo,
+    populations=lambda spec, models: populations(models, spec.max_population, spec.epochs), job=_job,
+    splits=_splits))

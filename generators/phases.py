@@ -30,17 +30,19 @@ STORE --rule FILE`` relabels with other ones. Relies on numpy and pandas.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import AfterValidator, Field
+from typing_extensions import Annotated
 
 from zoo.errors import SpecError, ZooError
 from zoo.format import STATUS_CODES
 from zoo.store import Zoo
+from zoo.validation import Int, Number, SpecModel, Str, register_schema, validate
 
 RULE_NAME = "yang2021"
 RULE_VERSION = 1
@@ -53,10 +55,10 @@ SIGNATURES: dict[str, dict[str, str]] = {
     "IV-B": {"train_loss": "low", "hessian": "small", "mc": "zero", "cka": "high"},
 }
 INDICATORS = ("train_loss", "hessian", "mc", "cka")
+DEFAULT_WEIGHTS = {"train_loss": 4.0, "mc": 2.0, "hessian": 1.0, "cka": 0.5}
 
 
-@dataclass
-class PhaseRule:
+class PhaseRule(SpecModel):
     """Thresholds and weights of the phase rule (every field is stored with the labels).
 
     ``train_loss_high``: a cell's mean final train loss above it is "high"; ``None`` means
@@ -70,32 +72,36 @@ class PhaseRule:
     cell's mean CKA at or above it is "high".
     """
 
-    train_loss_high: float | None = None
-    train_loss_fraction_of_chance: float = 0.1
-    hessian_metric: str = "hessian_trace_train"
-    hessian_large: float | None = None
-    mc_metric: str = "mc_error"
-    mc_tolerance_abs: float = 0.03
-    mc_tolerance_rel: float = 0.0
-    cka_metric: str = "cka"
-    cka_high: float = 0.9
-    weights: dict[str, float] = field(default_factory=lambda: {"train_loss": 4.0, "mc": 2.0, "hessian": 1.0,
-                                                               "cka": 0.5})
-    name: str = RULE_NAME
-    version: int = RULE_VERSION
+    train_loss_high: Optional[Number] = Field(default=None, ge=0, description="null: a fraction of chance-level "
+                                              "cross-entropy")
+    train_loss_fraction_of_chance: Number = Field(default=0.1, ge=0)
+    hessian_metric: Str = "hessian_trace_train"
+    hessian_large: Optional[Number] = Field(default=None, ge=0, description="null: an Otsu split of the cells' "
+                                            "log10 values")
+    mc_metric: Str = "mc_error"
+    mc_tolerance_abs: Number = Field(default=0.03, ge=0)
+    mc_tolerance_rel: Number = Field(default=0.0, ge=0)
+    cka_metric: Str = "cka"
+    cka_high: Number = Field(default=0.9, ge=0)
+    weights: Annotated[dict[Literal["train_loss", "hessian", "mc", "cka"], Annotated[Number, Field(ge=0)]],
+                       AfterValidator(lambda w: {**DEFAULT_WEIGHTS, **w})] = Field(
+        default_factory=lambda: dict(DEFAULT_WEIGHTS), description="weight of each indicator when matching")
+    name: Literal["yang2021"] = RULE_NAME
+    version: Int = Field(default=RULE_VERSION, ge=1, le=RULE_VERSION)
+    labels: Optional[list[str]] = Field(default=None, exclude=True, description="ignored (stored with the labels)")
+    signatures: Optional[dict[str, dict[str, str]]] = Field(default=None, exclude=True,
+                                                            description="ignored (stored with the labels)")
 
     def to_record(self) -> dict[str, Any]:
-        return {**asdict(self), "labels": list(PHASES), "signatures": SIGNATURES}
+        return {**self.model_dump(), "labels": list(PHASES), "signatures": SIGNATURES}
 
 
-_NUMBER_FIELDS = ("train_loss_high", "train_loss_fraction_of_chance", "hessian_large", "mc_tolerance_abs",
-                  "mc_tolerance_rel", "cka_high")
-_ALLOWED = {f for f in PhaseRule.__dataclass_fields__} | {"labels", "signatures"}
+register_schema("phase_rule")(PhaseRule)
 
 
 def load_rule(rule: str | Path | Mapping[str, Any] | PhaseRule | None = None) -> PhaseRule:
     """A :class:`PhaseRule` from a YAML/JSON file, a mapping of the fields to change, or None (defaults).
-    Errors name the file and the field."""
+    Errors (:class:`SpecError`) name the file and the field."""
     if rule is None or isinstance(rule, PhaseRule):
         return rule or PhaseRule()
     source = None
@@ -107,39 +113,7 @@ def load_rule(rule: str | Path | Mapping[str, Any] | PhaseRule | None = None) ->
             rule = yaml.safe_load(Path(rule).read_text()) or {}
         except yaml.YAMLError as exc:
             raise SpecError(f"{source}: not valid YAML/JSON: {exc}") from exc
-        if not isinstance(rule, Mapping):
-            raise SpecError(f"{source}: a phase rule must be a mapping of fields, got {type(rule).__name__}")
-    where = f"{source}: " if source else ""
-    unknown = sorted(set(rule) - _ALLOWED)
-    if unknown:
-        raise SpecError(f"{where}field '{unknown[0]}': unknown phase-rule field; allowed: "
-                        f"{sorted(_ALLOWED - {'labels', 'signatures'})}")
-    if rule.get("name", RULE_NAME) != RULE_NAME or int(rule.get("version", RULE_VERSION)) > RULE_VERSION:
-        raise SpecError(f"{where}field 'name'/'version': this weightzoo applies rule {RULE_NAME!r} "
-                        f"version <= {RULE_VERSION}, got {rule.get('name')!r} version {rule.get('version')!r}")
-    values = {k: v for k, v in rule.items() if k not in ("labels", "signatures", "name", "version")}
-    for key in _NUMBER_FIELDS:
-        v = values.get(key)
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-            raise SpecError(f"{where}field '{key}': expected a finite number or null, got {v!r}")
-        if key != "hessian_large" and v < 0:
-            raise SpecError(f"{where}field '{key}': must be >= 0, got {v!r}")
-        values[key] = float(v)
-    if "weights" in values:
-        w = values["weights"]
-        if not isinstance(w, Mapping) or set(w) - set(INDICATORS):
-            raise SpecError(f"{where}field 'weights': expected a mapping with keys among {list(INDICATORS)}, "
-                            f"got {w!r}")
-        bad = {k: v for k, v in w.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0}
-        if bad:
-            raise SpecError(f"{where}field 'weights': weights must be numbers >= 0, got {bad}")
-        values["weights"] = {**PhaseRule().weights, **{k: float(v) for k, v in w.items()}}
-    for key in ("hessian_metric", "mc_metric", "cka_metric"):
-        if key in values and not isinstance(values[key], str):
-            raise SpecError(f"{where}field '{key}': expected a metric name, got {values[key]!r}")
-    return PhaseRule(**values)
+    return validate(PhaseRule, rule, source=source)
 
 
 # ---------------------------------------------------------------------------- indicators

@@ -25,7 +25,8 @@ from zoo.errors import ZooError
 from zoo.format import STATUS_CODES
 from zoo.store import Zoo
 
-from generators.driver import Population, train_population_job
+from generators.driver import register_backend, train_population_job
+from generators.kinds import Population
 
 INSTALL_HINT = 'pip install "weightzoo[ray]"'
 
@@ -129,6 +130,7 @@ class _StageBar:
         self.advance({index: self.left[index]})
 
 
+@register_backend("ray")
 def run_ray(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm, address: str | None = None, *,
             cpus_per_task: int = 1, max_retries: int = 1,
             job: Callable[..., dict[str, int]] = train_population_job) -> None:

@@ -23,7 +23,7 @@ from zoo.errors import SpecError
 from zoo.format import architecture_key, short_hash
 from zoo.tasks import build_task, normalize_task_spec
 
-from generators.tree_spec import FAMILIES, Family, ModelTreeSpec
+from generators.tree_spec import DERIVATION_FAMILIES, Family, ModelTreeSpec
 
 _LR_STREAM = 1000  # offset of the learning-rate streams' family index
 
@@ -130,7 +130,7 @@ def derivations(spec: ModelTreeSpec, class_ids: list[int], base_index: int) -> l
     tree = 0 if spec.shared_tasks else 1 + base_index
     out: list[Derivation] = []
     for family in spec.families:
-        f = FAMILIES.index(family.name)
+        f = DERIVATION_FAMILIES.index(family.name)
         rng = np.random.default_rng([spec.child_seed, f, tree])
         if family.name == "class_subset":
             derived = _class_subsets(rng, family, class_ids)

@@ -27,37 +27,306 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Literal, Mapping, Optional, Union
 
-from zoo.errors import SpecError
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from typing_extensions import Annotated
+
 from zoo.format import short_hash
-from zoo.tasks import CORRUPTION_KINDS, DERIVED_OPTIONS, normalize_task_spec
+from zoo.tasks import CORRUPTION_KINDS, DERIVED_OPTIONS
+from zoo.validation import FieldError, Int, Number, SpecModel, Str, as_int, as_number, validate
 
-from generators.spec import (
-    _fail,
-    number,
-    parse_architecture,
-    parse_checkpoints,
-    parse_optimizer,
-    parse_schedule,
-    parse_seeds,
+from generators.analysis import Analysis, LandscapeField, PhasesField, training_record
+from generators.spec_fields import (
+    Architecture,
+    CheckpointSchedule,
+    Checkpoints,
+    Description,
+    Optimizer,
+    Population,
+    Schedule,
+    ScheduleField,
+    Seeds,
+    TaskField,
+    canonical_task,
+    checkpoint_epochs,
+    layered_optimizer,
+    seed_list,
 )
 
-TOP_LEVEL = ("name", "kind", "description", "task", "optimizer", "bases", "children", "population", "splits")
-BASES_FIELDS = ("architecture", "architectures", "seeds", "data_seed_offset", "epochs", "optimizer", "schedule",
-                "checkpoints")
-CHILDREN_FIELDS = ("seed", "tasks", "epochs", "optimizer", "lr_range", "schedule", "checkpoints", "data_seed_offset",
-                   "families")
 #: Derivation families, in the order their children are planned (the derived-task options of zoo.tasks).
-FAMILIES = DERIVED_OPTIONS
-FAMILY_FIELDS = {
-    "class_subset": ("count", "size", "optimizer", "lr_range"),
-    "label_permutation": ("count", "moved", "optimizer", "lr_range"),
-    "corruption": ("count", "kinds", "optimizer", "lr_range"),
-}
-SPLIT_FIELDS = ("seed", "fractions", "ood_family", "ood_task_fraction")
+DERIVATION_FAMILIES = DERIVED_OPTIONS
 
 
+# ------------------------------------------------------------------------------------ the YAML schema
+class OptimizerOverride(SpecModel):
+    """Optimiser fields laid over the enclosing section's optimiser (any subset of :class:`Optimizer`'s
+    fields; the momentum is kept only when the optimiser name stays the same)."""
+
+    name: Optional[str] = None
+    lr: Optional[Number] = None
+    weight_decay: Optional[Number] = None
+    momentum: Optional[Number] = None
+    batch_size: Optional[Int] = None
+    betas: Optional[list[Number]] = None
+    eps: Optional[Number] = None
+
+    def over(self, base: Mapping[str, Any], path: tuple) -> dict:
+        """The complete optimiser record of these fields over ``base`` (validated; errors at ``path``)."""
+        merged = layered_optimizer(self.model_dump(exclude_none=True), base)
+        try:
+            return validate(Optimizer, merged).record()
+        except Exception as exc:  # a SpecError of the merged record: put it at path
+            field_name = getattr(exc, "field", None)
+            if field_name is None:
+                raise
+            raise FieldError(exc.reason, (*path, *field_name.split(".")),
+                             unknown_name=type(exc).__name__ == "UnknownNameError") from None
+
+
+def _positive(value: Any) -> float:
+    v = as_number(value)
+    if v <= 0:
+        raise FieldError(f"must be > 0, got {value!r}")
+    return v
+
+
+def _int_at_least(minimum: int):
+    def check(value: Any) -> int:
+        v = as_int(value)
+        if v < minimum:
+            raise FieldError(f"must be >= {minimum}, got {value!r}")
+        return v
+    return check
+
+
+def _ordered(value: list) -> list:
+    if value[0] > value[1]:
+        raise FieldError(f"low {value[0]} is above high {value[1]}")
+    return value
+
+
+def _pair(check) -> Any:
+    """``[low, high]`` with each end checked by ``check`` and ``low <= high``."""
+    end = Annotated[Any, BeforeValidator(check)]
+    return Annotated[list[end], Field(min_length=2, max_length=2), BeforeValidator(_a_pair),
+                     AfterValidator(_ordered)]
+
+
+def _a_pair(value: Any) -> Any:
+    if not isinstance(value, list) or len(value) != 2:
+        raise FieldError(f"expected [low, high], got {value!r}")
+    return value
+
+
+LrRange = _pair(_positive)
+SizeRange = _pair(_int_at_least(2))
+
+
+class Levels(SpecModel):
+    """Levels of one corruption kind: ``range: [low, high]`` (each child draws one) or ``levels: [...]``."""
+
+    range: Optional[list[Number]] = None
+    levels: Optional[Annotated[list[Number], Field(min_length=1)]] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and set(data) <= {"range", "levels"} and len(data) != 1:
+            raise FieldError("give exactly one of 'range' ([low, high]) or 'levels' (a list)")
+        return data
+
+    def record(self, kind: str, path: tuple) -> dict:
+        """``{"range": [lo, hi]}`` or ``{"levels": [...]}`` checked for ``kind`` (shifts: whole positions, not 0)."""
+        integer = CORRUPTION_KINDS[kind]
+
+        def level(v: float, where: tuple) -> float | int:
+            if integer:
+                if not float(v).is_integer():
+                    raise FieldError(f"expected an integer, got {v!r}", where)
+                if v == 0:
+                    raise FieldError("a shift of 0 positions is no corruption", where)
+                return int(v)
+            if v <= 0:
+                raise FieldError(f"a {kind} level must be > 0, got {v!r}", where)
+            return float(v)
+
+        if self.levels is not None:
+            return {"levels": [level(v, (*path, "levels", i)) for i, v in enumerate(self.levels)]}
+        if len(self.range) != 2:
+            raise FieldError(f"expected [low, high], got {self.range!r}", (*path, "range"))
+        lo, hi = (level(v, (*path, "range", i)) for i, v in enumerate(self.range))
+        if lo > hi:
+            raise FieldError(f"low {lo} is above high {hi}", (*path, "range"))
+        if integer and lo < 0 < hi:
+            raise FieldError(f"a shift range must not contain 0, got [{lo}, {hi}]", (*path, "range"))
+        return {"range": [lo, hi]}
+
+
+class _FamilyBase(SpecModel):
+    count: Int = Field(default=0, ge=0, description="children per base")
+    optimizer: OptimizerOverride = OptimizerOverride()
+    lr_range: Optional[LrRange] = Field(default=None, description="each child draws its learning rate "
+                                        "log-uniformly from [low, high] (default: the children's)")
+
+
+class ClassSubsetFamily(_FamilyBase):
+    """Children fine-tuned on a subset of the source's classes (labels keep the parent's label space)."""
+
+    size: Optional[SizeRange] = Field(default=None, description="[low, high] classes per subset")
+
+    def options(self, path: tuple) -> dict:
+        return {"size": self.size}
+
+
+class LabelPermutationFamily(_FamilyBase):
+    """Children fine-tuned with permuted labels."""
+
+    moved: Optional[SizeRange] = Field(default=None, description="[low, high] labels moved by the permutation")
+
+    def options(self, path: tuple) -> dict:
+        return {"moved": self.moved}
+
+
+class CorruptionFamily(_FamilyBase):
+    """Children fine-tuned on corrupted inputs (kinds noise, shift, scale)."""
+
+    kinds: dict[str, Levels]
+
+    @field_validator("kinds", mode="before")
+    @classmethod
+    def _known_kinds(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or not value:
+            raise FieldError(f"is required: a mapping of corruption kinds {list(CORRUPTION_KINDS)} to "
+                             f"{{range: [low, high]}} or {{levels: [...]}}, got {value!r}")
+        unknown = sorted(set(value) - set(CORRUPTION_KINDS))
+        if unknown:
+            raise FieldError(f"unknown corruption kind; choose from {list(CORRUPTION_KINDS)}", (unknown[0],))
+        return value
+
+    def options(self, path: tuple) -> dict:
+        return {"kinds": {k: self.kinds[k].record(k, (*path, "kinds", k)) for k in sorted(self.kinds)}}
+
+
+def _family(model: type) -> Any:
+    return Annotated[Optional[model], BeforeValidator(lambda v: {} if v is None else v)]
+
+
+class Families(SpecModel):
+    """The derivation families of a tree's children (at least one with children)."""
+
+    class_subset: _family(ClassSubsetFamily) = None
+    label_permutation: _family(LabelPermutationFamily) = None
+    corruption: _family(CorruptionFamily) = None
+
+
+class Bases(SpecModel):
+    """The base models: architectures x seeds, trained on the source task."""
+
+    architecture: Optional[Architecture] = None
+    architectures: Optional[Annotated[list[Architecture], Field(min_length=1)]] = None
+    seeds: Seeds = 1
+    data_seed_offset: Int = 10_000
+    epochs: Int = Field(default=10, gt=0)
+    optimizer: OptimizerOverride = OptimizerOverride()
+    schedule: ScheduleField = Schedule()
+    checkpoints: Checkpoints = CheckpointSchedule(count=3)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_architecture_field(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and ("architecture" in data) == ("architectures" in data):
+            raise FieldError("give exactly one of 'architecture' (a mapping) or 'architectures' (a list of "
+                             "mappings)", ("architectures",))
+        return data
+
+    @property
+    def architecture_list(self) -> list[Architecture]:
+        return [self.architecture] if self.architecture is not None else list(self.architectures)
+
+
+class Children(SpecModel):
+    """The children: fine-tuned from their parent's final weights on derived tasks."""
+
+    seed: Int = Field(default=0, ge=0, description="seed of the derived tasks")
+    tasks: Literal["shared", "per_base"] = Field(default="shared", description="shared: every base gets the same "
+                                                 "derived tasks; per_base: each base draws its own")
+    epochs: Int = Field(default=5, gt=0)
+    optimizer: OptimizerOverride = OptimizerOverride()
+    lr_range: Optional[LrRange] = None
+    schedule: ScheduleField = Schedule()
+    checkpoints: Optional[Checkpoints] = Field(default=None, description="default: as many as the bases")
+    data_seed_offset: Int = 20_000
+    families: Families
+
+    @field_validator("families", mode="before")
+    @classmethod
+    def _some_families(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping) or not value:
+            raise FieldError(f"is required: a mapping of families {list(DERIVATION_FAMILIES)} to their settings, "
+                             f"got {value!r}")
+        unknown = sorted(set(value) - set(DERIVATION_FAMILIES))
+        if unknown:
+            raise FieldError(f"unknown derivation family; choose from {list(DERIVATION_FAMILIES)}", (unknown[0],))
+        return value
+
+
+class TreeSplits(SpecModel):
+    """The standard splits of a tree zoo (``docs/SPECS.md``)."""
+
+    seed: Int = Field(default=0, ge=0)
+    fractions: Annotated[list[Annotated[Number, Field(ge=0)]], Field(min_length=3, max_length=3)] = [0.7, 0.15, 0.15]
+    ood_family: Optional[Str] = Field(default=None, description="default: corruption if it has children, else the "
+                                      "last family with children")
+    ood_task_fraction: Number = Field(default=0.25, gt=0, lt=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _sum_to_one(cls, value: list) -> list:
+        if abs(sum(value) - 1.0) > 1e-6:
+            raise FieldError(f"must sum to 1, got {value}")
+        return value
+
+
+class ModelTreeSchema(SpecModel):
+    """A model-tree spec as written in YAML (see the module docstring)."""
+
+    name: Optional[Str] = Field(default=None, description="default: the file name")
+    kind: Literal["model_tree"]
+    description: Description = None
+    task: TaskField = "mnist1d"
+    optimizer: Optimizer = Optimizer()
+    bases: Bases
+    children: Children
+    population: Population = Population()
+    splits: TreeSplits = TreeSplits()
+    landscape: LandscapeField = True
+    phases: PhasesField = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            data = {k: v for k, v in data.items() if not (k in ("landscape", "phases", "splits") and v is None)}
+        return data
+
+    @field_validator("task", mode="wrap")
+    @classmethod
+    def _canonical_task(cls, value: Any, handler: Any) -> dict:
+        task = canonical_task(value)
+        derived = [k for k in DERIVATION_FAMILIES if k in task]
+        if derived:
+            raise FieldError("the source task of a tree cannot itself be derived; derived tasks come from "
+                             "children.families", (derived[0],))
+        return task
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> "ModelTreeSchema":
+        resolve_tree(self)  # checks that span sections (checkpoint counts, families, splits), with field paths
+        return self
+
+
+# ------------------------------------------------------------------------------------ the parsed spec
 @dataclass
 class Training:
     """How one role (bases or children) trains: epochs, optimiser, schedule, checkpoint epochs."""
@@ -111,7 +380,7 @@ class ModelTreeSpec:
     max_population: int
     splits: dict
     raw: dict = field(default_factory=dict)
-    analysis: Any = None  # generators.analysis.Analysis: landscape metrics (no phases: no grid)
+    analysis: Optional[Analysis] = None  # landscape metrics (phases need a grid)
 
     @property
     def kind(self) -> str:
@@ -119,8 +388,6 @@ class ModelTreeSpec:
 
     @property
     def spec_hash(self) -> str:
-        from generators.analysis import training_record
-
         return short_hash(training_record(self.raw), 16)
 
     @property
@@ -133,204 +400,79 @@ class ModelTreeSpec:
         return sum(f.count for f in self.families)
 
 
-def _where(source: str | None) -> str:
-    return f"{source}: " if source else ""
+def _training(section: Union[Bases, Children], prefix: str, shared_optimizer: dict, checkpoints: Any) -> Training:
+    optimizer = section.optimizer.over(shared_optimizer, (prefix, "optimizer"))
+    epochs = checkpoint_epochs(checkpoints, section.epochs, (prefix, "checkpoints"))
+    return Training(section.epochs, optimizer, section.schedule.model_dump(), epochs)
 
 
-def _check_fields(value: Any, allowed: tuple, field_name: str, source: str | None) -> dict:
-    if not isinstance(value, Mapping):
-        raise _fail(field_name, f"expected a mapping, got {value!r}", source)
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
-        name = f"{field_name}.{unknown[0]}" if field_name else unknown[0]
-        raise _fail(name, f"unknown field; allowed fields are {list(allowed)}", source)
-    return dict(value)
+def _families(children: Children, child_optimizer: dict, child_lr_range: list | None) -> list[Family]:
+    out = []
+    for name in DERIVATION_FAMILIES:
+        fam = getattr(children.families, name)
+        if fam is None:
+            continue
+        path = ("children", "families", name)
+        lr_range = fam.lr_range if "lr_range" in fam.model_fields_set else child_lr_range
+        out.append(Family(name, fam.count, fam.options(path), fam.optimizer.over(child_optimizer,
+                                                                                 (*path, "optimizer")),
+                          None if lr_range is None else [float(v) for v in lr_range]))
+    if sum(f.count for f in out) == 0:
+        raise FieldError("every family has count 0; a tree needs children", ("children", "families"))
+    return out
 
 
-def _range(value: Any, field_name: str, source: str | None, parse: Callable[[Any, str], Any],
-           what: str = "") -> list:
-    """``[low, high]`` with each end checked by ``parse(value, field name)`` and ``low <= high``."""
-    if not isinstance(value, list) or len(value) != 2:
-        raise _fail(field_name, f"expected [low, high]{what}, got {value!r}", source)
-    lo, hi = (parse(v, f"{field_name}[{i}]") for i, v in enumerate(value))
-    if lo > hi:
-        raise _fail(field_name, f"low {lo} is above high {hi}", source)
-    return [lo, hi]
-
-
-def _int_range(value: Any, field_name: str, source: str | None, minimum: int) -> list[int]:
-    return _range(value, field_name, source,
-                  lambda v, name: int(number(v, name, source, integer=True, minimum=minimum)))
-
-
-def _lr_range(value: Any, field_name: str, source: str | None) -> list[float] | None:
-    if value is None:
-        return None
-    return _range(value, field_name, source, lambda v, name: float(number(v, name, source, positive=True)),
-                  " learning rates")
-
-
-def _training(section: Mapping, prefix: str, source: str | None, shared_optimizer: dict, default_epochs: int,
-              default_checkpoints: Any) -> Training:
-    epochs = int(number(section.get("epochs", default_epochs), f"{prefix}.epochs", source, integer=True,
-                        positive=True))
-    optimizer = parse_optimizer(section.get("optimizer", {}), f"{prefix}.optimizer", source, shared_optimizer)
-    schedule = parse_schedule(section.get("schedule", {"name": "constant"}), f"{prefix}.schedule", source)
-    checkpoints = parse_checkpoints(section.get("checkpoints", default_checkpoints), epochs, source,
-                                    f"{prefix}.checkpoints")
-    return Training(epochs, optimizer, schedule, checkpoints)
-
-
-def _levels(kind: str, value: Any, field_name: str, source: str | None) -> dict:
-    """``{"range": [lo, hi]}`` or ``{"levels": [...]}`` of one corruption kind, checked for that kind."""
-    spec = _check_fields(value, ("range", "levels"), field_name, source)
-    if len(spec) != 1:
-        raise _fail(field_name, "give exactly one of 'range' ([low, high]) or 'levels' (a list)", source)
-    integer = CORRUPTION_KINDS[kind]
-
-    def level(v: Any, name: str) -> float | int:
-        out = number(v, name, source, integer=integer)
-        if integer and out == 0:
-            raise _fail(name, "a shift of 0 positions is no corruption", source)
-        if not integer and out <= 0:
-            raise _fail(name, f"a {kind} level must be > 0, got {v!r}", source)
-        return out
-
-    if "levels" in spec:
-        values = spec["levels"]
-        if not isinstance(values, list) or not values:
-            raise _fail(f"{field_name}.levels", f"expected a non-empty list, got {values!r}", source)
-        return {"levels": [level(v, f"{field_name}.levels[{i}]") for i, v in enumerate(values)]}
-    lo, hi = _range(spec["range"], f"{field_name}.range", source, level)
-    if integer and lo < 0 < hi:
-        raise _fail(f"{field_name}.range", f"a shift range must not contain 0, got [{lo}, {hi}]", source)
-    return {"range": [lo, hi]}
-
-
-def _family(name: str, value: Any, source: str | None, child_optimizer: dict, child_lr_range: list | None
-            ) -> Family:
-    prefix = f"children.families.{name}"
-    spec = _check_fields(value if value is not None else {}, FAMILY_FIELDS[name], prefix, source)
-    count = int(number(spec.get("count", 0), f"{prefix}.count", source, integer=True, minimum=0))
-    options: dict[str, Any] = {}
-    if name == "class_subset":
-        size = spec.get("size")
-        options["size"] = None if size is None else _int_range(size, f"{prefix}.size", source, minimum=2)
-    elif name == "label_permutation":
-        moved = spec.get("moved")
-        options["moved"] = None if moved is None else _int_range(moved, f"{prefix}.moved", source, minimum=2)
-    else:
-        kinds = spec.get("kinds")
-        if not isinstance(kinds, Mapping) or not kinds:
-            raise _fail(f"{prefix}.kinds", f"is required: a mapping of corruption kinds {list(CORRUPTION_KINDS)} to "
-                        f"{{range: [low, high]}} or {{levels: [...]}}, got {kinds!r}", source)
-        unknown = sorted(set(kinds) - set(CORRUPTION_KINDS))
-        if unknown:
-            raise _fail(f"{prefix}.kinds.{unknown[0]}", f"unknown corruption kind; choose from "
-                        f"{list(CORRUPTION_KINDS)}", source)
-        options["kinds"] = {k: _levels(k, kinds[k], f"{prefix}.kinds.{k}", source) for k in sorted(kinds)}
-    optimizer = parse_optimizer(spec.get("optimizer", {}), f"{prefix}.optimizer", source, child_optimizer)
-    lr_range = _lr_range(spec.get("lr_range"), f"{prefix}.lr_range", source) if "lr_range" in spec else child_lr_range
-    return Family(name, count, options, optimizer, lr_range)
-
-
-def _splits(value: Any, families: list[Family], source: str | None) -> dict:
-    spec = _check_fields(value if value is not None else {}, SPLIT_FIELDS, "splits", source)
-    fractions = spec.get("fractions", [0.7, 0.15, 0.15])
-    if not isinstance(fractions, list) or len(fractions) != 3:
-        raise _fail("splits.fractions", f"expected [train, val, test], got {fractions!r}", source)
-    fractions = [float(number(f, f"splits.fractions[{i}]", source, minimum=0)) for i, f in enumerate(fractions)]
-    if abs(sum(fractions) - 1.0) > 1e-6:
-        raise _fail("splits.fractions", f"must sum to 1, got {fractions}", source)
+def _splits(splits: TreeSplits, families: list[Family]) -> dict:
     present = [f.name for f in families if f.count > 0]
     default_family = "corruption" if "corruption" in present else present[-1]
-    ood_family = spec.get("ood_family", default_family)
+    ood_family = splits.ood_family or default_family
     if ood_family not in present:
-        raise _fail("splits.ood_family", f"must be a family with children: {present}, got {ood_family!r}", source)
-    task_fraction = number(spec.get("ood_task_fraction", 0.25), "splits.ood_task_fraction", source, positive=True)
-    if task_fraction >= 1:
-        raise _fail("splits.ood_task_fraction", f"must be in (0, 1), got {task_fraction}", source)
-    return {"seed": int(number(spec.get("seed", 0), "splits.seed", source, integer=True, minimum=0)),
-            "fractions": fractions, "ood_family": ood_family, "ood_task_fraction": float(task_fraction)}
+        raise FieldError(f"must be a family with children: {present}, got {ood_family!r}", ("splits", "ood_family"))
+    return {"seed": splits.seed, "fractions": [float(f) for f in splits.fractions], "ood_family": ood_family,
+            "ood_task_fraction": float(splits.ood_task_fraction)}
 
 
-def validate_tree_spec(spec: dict, source: str | None) -> ModelTreeSpec:
-    """Validate a ``kind: model_tree`` spec dict; errors name the field."""
-    spec = _check_fields(spec, TOP_LEVEL, "", source)
-    name = str(spec.get("name", Path(source).stem if source else "zoo"))
-    try:
-        task = normalize_task_spec(spec.get("task", "mnist1d"))
-    except SpecError as exc:
-        raise SpecError(f"{_where(source)}field 'task': {exc}") from exc
-    derived = [k for k in FAMILIES if k in task]
-    if derived:
-        raise _fail(f"task.{derived[0]}", "the source task of a tree cannot itself be derived; derived tasks "
-                    "come from children.families", source)
-    shared_opt = parse_optimizer(spec.get("optimizer", {"name": "sgd"}), "optimizer", source)
+def resolve_tree(s: ModelTreeSchema) -> dict:
+    """The trainings, seeds, families and splits of a validated tree schema (raises :class:`FieldError`)."""
+    shared = s.optimizer.record()
+    base_training = _training(s.bases, "bases", shared, s.bases.checkpoints)
+    n_ckpt = len(base_training.checkpoint_epochs)
+    child_training = _training(s.children, "children", shared,
+                               s.children.checkpoints if s.children.checkpoints is not None
+                               else CheckpointSchedule(count=n_ckpt))
+    if len(child_training.checkpoint_epochs) != n_ckpt:
+        raise FieldError(f"a tree zoo has one checkpoint axis: children need as many checkpoints as the bases "
+                         f"({n_ckpt}: epochs {base_training.checkpoint_epochs}), got "
+                         f"{child_training.checkpoint_epochs}", ("children", "checkpoints"))
+    seeds = seed_list(s.bases.seeds, ("bases", "seeds"))
+    child_lr_range = None if s.children.lr_range is None else [float(v) for v in s.children.lr_range]
+    families = _families(s.children, child_training.optimizer, child_lr_range)
+    return {"base_training": base_training, "child_training": child_training, "seeds": seeds,
+            "families": families, "splits": _splits(s.splits, families)}
 
-    if spec.get("bases") is None:
-        raise _fail("bases", "is required: a mapping with 'architectures' (or 'architecture') and 'seeds'", source)
-    bases_spec = _check_fields(spec["bases"], BASES_FIELDS, "bases", source)
-    if ("architecture" in bases_spec) == ("architectures" in bases_spec):
-        raise _fail("bases.architectures", "give exactly one of 'architecture' (a mapping) or 'architectures' "
-                    "(a list of mappings)", source)
-    if "architecture" in bases_spec:
-        arch_list = [(parse_architecture(bases_spec["architecture"], "bases.architecture", source))]
-    else:
-        archs = bases_spec["architectures"]
-        if not isinstance(archs, list) or not archs:
-            raise _fail("bases.architectures", f"expected a non-empty list of architectures, got {archs!r}", source)
-        arch_list = [parse_architecture(a, f"bases.architectures[{i}]", source) for i, a in enumerate(archs)]
-    seeds = parse_seeds(bases_spec.get("seeds", 1), "bases.seeds", source)
+
+def parse_model_tree(spec: Mapping[str, Any], source: Optional[str] = None) -> ModelTreeSpec:
+    """Validate a ``kind: model_tree`` spec mapping; raises ``SpecError`` naming ``source`` and the field."""
+    s = validate(ModelTreeSchema, spec, source=source)
+    p = resolve_tree(s)
+    name = s.name or (Path(source).stem if source else "zoo")
+    arch_list = [(a.name, a.options) for a in s.bases.architecture_list]
+    seeds, base_training, child_training = p["seeds"], p["base_training"], p["child_training"]
     bases = [BaseModel(arch, cfg, seed, si, ai) for ai, (arch, cfg) in enumerate(arch_list)
              for si, seed in enumerate(seeds)]
-    base_training = _training(bases_spec, "bases", source, shared_opt, 10, {"count": 3})
-    base_offset = int(number(bases_spec.get("data_seed_offset", 10_000), "bases.data_seed_offset", source,
-                             integer=True))
-
-    children_spec = spec.get("children")
-    if children_spec is None:
-        raise _fail("children", "is required: a mapping with 'families'", source)
-    children_spec = _check_fields(children_spec, CHILDREN_FIELDS, "children", source)
-    n_ckpt = len(base_training.checkpoint_epochs)
-    child_training = _training(children_spec, "children", source, shared_opt, 5, {"count": n_ckpt})
-    if len(child_training.checkpoint_epochs) != n_ckpt:
-        raise _fail("children.checkpoints", f"a tree zoo has one checkpoint axis: children need as many checkpoints "
-                    f"as the bases ({n_ckpt}: epochs {base_training.checkpoint_epochs}), got "
-                    f"{child_training.checkpoint_epochs}", source)
-    child_seed = int(number(children_spec.get("seed", 0), "children.seed", source, integer=True, minimum=0))
-    tasks_mode = children_spec.get("tasks", "shared")
-    if tasks_mode not in ("shared", "per_base"):
-        raise _fail("children.tasks", f"expected 'shared' (every base gets the same derived tasks) or 'per_base', "
-                    f"got {tasks_mode!r}", source)
-    child_offset = int(number(children_spec.get("data_seed_offset", 20_000), "children.data_seed_offset", source,
-                              integer=True))
-    child_lr_range = _lr_range(children_spec.get("lr_range"), "children.lr_range", source)
-    fam_spec = children_spec.get("families")
-    if not isinstance(fam_spec, Mapping) or not fam_spec:
-        raise _fail("children.families", f"is required: a mapping of families {list(FAMILIES)} to their settings, "
-                    f"got {fam_spec!r}", source)
-    unknown = sorted(set(fam_spec) - set(FAMILIES))
-    if unknown:
-        raise _fail(f"children.families.{unknown[0]}", f"unknown derivation family; choose from {list(FAMILIES)}",
-                    source)
-    families = [_family(f, fam_spec[f], source, child_training.optimizer, child_lr_range)
-                for f in FAMILIES if f in fam_spec]
-    if sum(f.count for f in families) == 0:
-        raise _fail("children.families", "every family has count 0; a tree needs children", source)
-    pop = _check_fields(spec.get("population", {}), ("max_size",), "population", source)
-    max_population = int(number(pop.get("max_size", 64), "population.max_size", source, integer=True, positive=True))
-    splits = _splits(spec.get("splits"), families, source)
-
+    families: list[Family] = p["families"]
     raw = {
-        "name": name, "kind": "model_tree", "task": task,
+        "name": name, "kind": "model_tree", "task": s.task,
         "bases": {"architectures": [{"name": a, **c} for a, c in arch_list], "seeds": seeds,
-                  "data_seed_offset": base_offset, **base_training.record()},
-        "children": {"seed": child_seed, "tasks": tasks_mode, "data_seed_offset": child_offset,
-                     **child_training.record(),
+                  "data_seed_offset": s.bases.data_seed_offset, **base_training.record()},
+        "children": {"seed": s.children.seed, "tasks": s.children.tasks,
+                     "data_seed_offset": s.children.data_seed_offset, **child_training.record(),
                      "families": {f.name: {"count": f.count, **f.options, "optimizer": f.optimizer,
                                            "lr_range": f.lr_range} for f in families}},
-        "splits": splits,
+        "splits": p["splits"],
     }
-    return ModelTreeSpec(name, task, bases, base_training, base_offset, child_training, child_seed,
-                         tasks_mode == "shared", child_offset, families, max_population, splits, raw)
+    analysis = Analysis.from_fields(s.landscape, s.phases)
+    raw.update(analysis.record())
+    return ModelTreeSpec(name, s.task, bases, base_training, s.bases.data_seed_offset, child_training, s.children.seed,
+                         s.children.tasks == "shared", s.children.data_seed_offset, families, s.population.max_size,
+                         p["splits"], raw, analysis)

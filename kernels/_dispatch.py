@@ -14,12 +14,15 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from typing import Literal
+from dataclasses import dataclass
+from typing import Callable, Literal, Optional
 
 import torch
 
+from kernels.errors import UnknownNameError
+from kernels.registry import Registry
+
 Backend = Literal["auto", "torch", "triton"]
-BACKENDS = ("auto", "torch", "triton")
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,26 +53,53 @@ def common_device(*tensors: torch.Tensor | None, what: str = "inputs") -> torch.
     return devices.pop()
 
 
-def resolve_backend(backend: str, *tensors: torch.Tensor | None, op: str = "op") -> str:
-    """Return ``"torch"`` or ``"triton"`` for ``backend`` and the device of ``tensors``.
+@dataclass(frozen=True)
+class KernelBackend:
+    """A way to run the ops: ``problem(device)`` says why it cannot run tensors on ``device`` (None: it can),
+    ``preferred_on`` the device types ``"auto"`` picks it for."""
 
-    Raises ``ValueError`` for an unknown backend name or tensors on several devices, and
-    ``RuntimeError`` when ``backend="triton"`` cannot run (no Triton, or CPU tensors without the
-    interpreter).
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
-    device = common_device(*tensors, what=f"{op}: tensors")
-    if backend == "torch":
-        return "torch"
-    on_cuda = device.type == "cuda"
-    if backend == "auto":
-        return "triton" if on_cuda and triton_available() else "torch"
+    problem: Callable[[torch.device], Optional[str]]
+    preferred_on: tuple[str, ...] = ()
+
+
+def _triton_problem(device: torch.device) -> Optional[str]:
     if not triton_available():
-        raise RuntimeError(f"{op}: backend='triton' requested but triton cannot be imported")
-    if not on_cuda and not interpreter_enabled():
-        raise RuntimeError(
-            f"{op}: backend='triton' on {device.type} tensors needs a CUDA device or Triton's interpreter "
-            "(set TRITON_INTERPRET=1 before triton is imported)"
-        )
-    return "triton"
+        return "backend='triton' requested but triton cannot be imported"
+    if device.type != "cuda" and not interpreter_enabled():
+        return (f"backend='triton' on {device.type} tensors needs a CUDA device or Triton's interpreter "
+                "(set TRITON_INTERPRET=1 before triton is imported)")
+    return None
+
+
+_KERNEL_BACKENDS: Registry[KernelBackend] = Registry("kernel backend")
+register_kernel_backend = _KERNEL_BACKENDS.register
+get_kernel_backend = _KERNEL_BACKENDS.get
+kernel_backend_names = _KERNEL_BACKENDS.names
+register_kernel_backend("torch")(KernelBackend(lambda device: None))
+register_kernel_backend("triton")(KernelBackend(_triton_problem, preferred_on=("cuda",)))
+
+
+def resolve_backend(backend: str, *tensors: torch.Tensor | None, op: str = "op") -> str:
+    """Return the backend that runs ``op`` for ``backend`` and the device of ``tensors``: the named one, or
+    for ``"auto"`` the first registered backend preferred on that device that can run, else ``"torch"``.
+
+    Raises ``kernels.UnknownNameError`` (a ``KeyError``) for an unknown backend name, ``ValueError`` for
+    tensors on several devices, and ``RuntimeError`` when the named backend cannot run here (no Triton,
+    or CPU tensors without the interpreter).
+    """
+    device = common_device(*tensors, what=f"{op}: tensors")
+    if backend == "auto":
+        for name in kernel_backend_names():
+            entry = get_kernel_backend(name)
+            if device.type in entry.preferred_on and entry.problem(device) is None:
+                return name
+        return "torch"
+    try:
+        entry = get_kernel_backend(backend)
+    except UnknownNameError:
+        raise UnknownNameError(f"{op}: unknown backend {backend!r}; choose from "
+                               f"{['auto', *kernel_backend_names()]}") from None
+    problem = entry.problem(device)
+    if problem is not None:
+        raise RuntimeError(f"{op}: {problem}")
+    return backend

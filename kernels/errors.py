@@ -13,8 +13,9 @@ class LayoutMismatchError(KernelError, ValueError):
     names it and both shapes)."""
 
 
-class UnknownNameError(KernelError, KeyError):
-    """A name that no registry knows (the message lists the registered names)."""
+class UnknownNameError(KernelError, KeyError, ValueError):
+    """A name that no registry knows (the message lists the registered names); a ``KeyError`` (a failed
+    lookup) and a ``ValueError`` (a bad argument) alike."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""

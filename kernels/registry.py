@@ -45,6 +45,10 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             raise self.error(f"unknown {self.kind} {name!r}; choose from {self.names()}") from None
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (no error when it is not registered)."""
+        self._entries.pop(name, None)
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._entries)

@@ -20,7 +20,7 @@ def tiny_spec() -> dict:
 @pytest.fixture(scope="session")
 def tiny_zoo_path(tmp_path_factory):
     """A complete 8-model phase-grid store: 2 widths x 2 batch sizes x 2 seeds, 2 epochs."""
-    from generators.phase_grid import generate
+    from generators.driver import generate
 
     path = tmp_path_factory.mktemp("zoo") / "tiny.zarr"
     generate(TINY_SPEC, path, progress=False)

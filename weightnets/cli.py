@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import warnings
+from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +30,8 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+
+from zoo.errors import ZooError
 
 DEFAULT_ROOT = "runs/fit"
 
@@ -39,7 +44,8 @@ class FitCLI(LightningCLI):
             model_class=LightningModule, datamodule_class=LightningDataModule, subclass_mode_model=True,
             subclass_mode_data=True, args=list(args) if args is not None else None, run=False,
             save_config_kwargs={"overwrite": True}, trainer_defaults={"default_root_dir": DEFAULT_ROOT},
-            parser_kwargs={"prog": "weightzoo fit", "description": "train a weight-space model (LightningCLI)"})
+            parser_kwargs={"prog": "weightzoo fit", "description": "train a weight-space model (LightningCLI)",
+                           "exit_on_error": False})
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config["trainer"]
@@ -72,7 +78,14 @@ def _plain(value: Any) -> Any:
 def fit_and_test(args: Sequence[str] | None = None) -> dict[str, Any]:
     """Run ``weightzoo fit`` with ``args`` (the flags after ``fit``) and return the test metrics written
     to ``RUN/test_metrics.json``."""
-    cli = FitCLI(args)
+    args = list(args) if args is not None else sys.argv[1:]
+    try:
+        with warnings.catch_warnings():  # the flags come from 'weightzoo fit', not from sys.argv
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+            cli = FitCLI(args)
+    except ArgumentError as exc:  # a bad flag, config file or config field: one line, exit 2
+        lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
+        raise ZooError(f"{'; '.join(lines)} (see 'weightzoo fit --help')") from None
     trainer: Trainer = cli.trainer
     trainer.fit(cli.model, datamodule=cli.datamodule)
     ckpt = trainer.checkpoint_callback

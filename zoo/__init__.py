@@ -6,8 +6,7 @@ and named zoos (``zoo.load(name)``: catalog, download, cache).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from zoo.version import __version__
 from zoo.architectures import (
     architecture_names,
     build_architecture,

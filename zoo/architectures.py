@@ -24,40 +24,33 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.errors import ArchitectureMismatchError, UnknownNameError
+from zoo.errors import ArchitectureMismatchError, SpecError, UnknownNameError
 from zoo.format import architecture_key
 from kernels.activations import ACTIVATIONS, DERIVATIVE_FROM_OUTPUT
 from kernels.layout import ParamLayout, PermAxis
+from kernels.registry import Registry
 
 ArchitectureBuilder = Callable[..., nn.Module]
-_REGISTRY: dict[str, ArchitectureBuilder] = {}
+_ARCHITECTURES: Registry[ArchitectureBuilder] = Registry("architecture", error=UnknownNameError)
+get_architecture = _ARCHITECTURES.get
+architecture_names = _ARCHITECTURES.names
 
 
 
 def register_architecture(name: str) -> Callable[[ArchitectureBuilder], ArchitectureBuilder]:
     """Decorator: register ``builder(input_shape, n_classes, **config) -> nn.Module`` under ``name``."""
-
-    def deco(builder: ArchitectureBuilder) -> ArchitectureBuilder:
-        _REGISTRY[name] = builder
-        return builder
-
-    return deco
-
-
-def architecture_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _ARCHITECTURES.register(name)
 
 
 def build_architecture(
     name: str, input_shape: Sequence[int], n_classes: int, config: Mapping | None = None
 ) -> nn.Module:
     """Instantiate the registered architecture ``name`` (random init from torch's global RNG)."""
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown architecture {name!r}; registered: {architecture_names()}")
+    builder = get_architecture(name)
     try:
-        return _REGISTRY[name](tuple(int(s) for s in input_shape), int(n_classes), **dict(config or {}))
+        return builder(tuple(int(s) for s in input_shape), int(n_classes), **dict(config or {}))
     except TypeError as exc:
-        raise UnknownNameError(f"architecture {name!r}: bad config {dict(config or {})}: {exc}") from exc
+        raise SpecError(f"architecture {name!r}: bad config {dict(config or {})}: {exc}") from exc
 
 
 def layout_of(module: nn.Module) -> ParamLayout:

@@ -24,9 +24,13 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Literal, Mapping, Optional, Sequence, Union
 
-from zoo.errors import CatalogError
+from pydantic import BeforeValidator, Field, model_validator
+from typing_extensions import Annotated
+
+from zoo.errors import CatalogError, SpecError
+from zoo.validation import FieldError, Int, SpecModel, Str, register_schema, validate
 
 CATALOG_VERSION = 1
 CATALOG_ENV = "WEIGHTZOO_CATALOG"
@@ -38,8 +42,70 @@ ARCHIVE_FORMATS = ("zarr.zip", "zarr.tar")
 MIRROR_SCHEMES = ("http://", "https://", "hf://")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_FIELDS = ("name", "description", "license", "recipe", "format", "mirrors", "sha256", "size", "homepage",
-           "citation")
+
+
+def _mirror(url: Any) -> str:
+    if not isinstance(url, str) or not url.startswith(MIRROR_SCHEMES):
+        raise FieldError(f"expected a URL starting with one of {list(MIRROR_SCHEMES)}, got {url!r}")
+    if url.startswith("hf://"):
+        from zoo.download import parse_hf_url
+
+        try:
+            parse_hf_url(url)
+        except ValueError as exc:
+            raise FieldError(str(exc)) from None
+    return url
+
+
+def _zoo_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise FieldError(f"expected a name of letters, digits, '.', '_' or '-', got {value!r}")
+    return value
+
+
+def _sha256(value: Any) -> str:
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise FieldError(f"expected 64 lower-case hex digits, got {value!r}")
+    return value
+
+
+def _required_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise FieldError(f"is required (a non-empty string), got {value!r}")
+    return value
+
+
+class Recipe(SpecModel):
+    """How to regenerate a zoo: ``spec``, a shipped spec name or an inline spec mapping."""
+
+    spec: Union[Str, Annotated[dict[str, Any], Field(min_length=1)]]
+
+
+class CatalogRecord(SpecModel):
+    """One entry of a catalog file (``docs/ZOOS.md``)."""
+
+    name: Annotated[str, BeforeValidator(_zoo_name)]
+    description: Annotated[str, BeforeValidator(_required_text)]
+    license: Annotated[str, BeforeValidator(_required_text)]
+    recipe: Optional[Recipe] = None
+    format: Literal["zarr.zip", "zarr.tar"] = "zarr.zip"
+    mirrors: list[Annotated[str, BeforeValidator(_mirror)]] = []
+    sha256: Optional[Annotated[str, BeforeValidator(_sha256)]] = None
+    size: Optional[Annotated[Int, Field(gt=0, description="archive size in bytes")]] = None
+    homepage: Optional[Str] = None
+    citation: Optional[Str] = None
+
+    @model_validator(mode="after")
+    def _downloadable(self) -> "CatalogRecord":
+        if self.mirrors and (self.sha256 is None or self.size is None):
+            missing = "sha256" if self.sha256 is None else "size"
+            raise FieldError("is required when the entry has mirrors (every download is verified)", (missing,))
+        if not self.mirrors and self.recipe is None:
+            raise FieldError("is empty and there is no 'recipe': nothing can download or rebuild this zoo", ("mirrors",))
+        return self
+
+
+register_schema("catalog_entry")(CatalogRecord)
 
 
 class CatalogOverrideWarning(UserWarning):
@@ -69,63 +135,17 @@ class CatalogEntry:
 
     @classmethod
     def from_record(cls, record: Any, *, source: str = "<record>", where: str = "entry") -> "CatalogEntry":
-        """Validate one catalog record; errors name ``source`` (the file), the entry and the field."""
-        if not isinstance(record, Mapping):
-            raise CatalogError(f"{source}: {where}: expected a JSON object, got {type(record).__name__}")
-        name = record.get("name")
-        if isinstance(name, str):
-            where = f"{where} ({name!r})"
-
-        def fail(key: str, msg: str) -> CatalogError:
-            return CatalogError(f"{source}: {where}: field '{key}': {msg}")
-
-        unknown = sorted(set(record) - set(_FIELDS))
-        if unknown:
-            raise fail(unknown[0], f"unknown field; allowed fields are {list(_FIELDS)}")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise fail("name", f"expected a name of letters, digits, '.', '_' or '-', got {name!r}")
-        for key in ("description", "license"):
-            if not isinstance(record.get(key), str) or not record[key].strip():
-                raise fail(key, f"is required (a non-empty string), got {record.get(key)!r}")
-        for key in ("homepage", "citation"):
-            if record.get(key) is not None and not isinstance(record[key], str):
-                raise fail(key, f"expected a string, got {record[key]!r}")
-        fmt = record.get("format", "zarr.zip")
-        if fmt not in ARCHIVE_FORMATS:
-            raise fail("format", f"expected one of {list(ARCHIVE_FORMATS)}, got {fmt!r}")
-        recipe = record.get("recipe")
-        if recipe is not None:
-            if not isinstance(recipe, Mapping) or set(recipe) != {"spec"}:
-                raise fail("recipe", f"expected {{\"spec\": <shipped spec name or spec object>}}, got {recipe!r}")
-            if not isinstance(recipe["spec"], (str, Mapping)) or not recipe["spec"]:
-                raise fail("recipe.spec", f"expected a shipped spec name or a spec object, got {recipe['spec']!r}")
-            recipe = json.loads(json.dumps(recipe))  # a plain, independent copy
-        mirrors = record.get("mirrors", [])
-        if not isinstance(mirrors, list):
-            raise fail("mirrors", f"expected a list of URLs, got {mirrors!r}")
-        for i, url in enumerate(mirrors):
-            if not isinstance(url, str) or not url.startswith(MIRROR_SCHEMES):
-                raise fail(f"mirrors[{i}]", f"expected a URL starting with one of {list(MIRROR_SCHEMES)}, got {url!r}")
-            if url.startswith("hf://"):
-                from zoo.download import parse_hf_url
-
-                try:
-                    parse_hf_url(url)
-                except ValueError as exc:
-                    raise fail(f"mirrors[{i}]", str(exc)) from None
-        sha256, size = record.get("sha256"), record.get("size")
-        if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.match(sha256)):
-            raise fail("sha256", f"expected 64 lower-case hex digits, got {sha256!r}")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
-            raise fail("size", f"expected the archive size in bytes (a positive integer), got {size!r}")
-        if mirrors and (sha256 is None or size is None):
-            missing = "sha256" if sha256 is None else "size"
-            raise fail(missing, "is required when the entry has mirrors (every download is verified)")
-        if not mirrors and recipe is None:
-            raise fail("mirrors", "is empty and there is no 'recipe': nothing can download or rebuild this zoo")
-        return cls(name=name, description=record["description"].strip(), license=record["license"].strip(),
-                   recipe=recipe, format=fmt, mirrors=tuple(mirrors), sha256=sha256, size=size,
-                   homepage=record.get("homepage"), citation=record.get("citation"), source=source)
+        """Validate one catalog record (:class:`CatalogRecord`); errors (:class:`CatalogError`) name
+        ``source`` (the file), the entry and the field: ``cat.json: field 'zoos[0].sha256': ...``."""
+        try:
+            r = validate(CatalogRecord, record, source=source, prefix=where.split("."))
+        except SpecError as exc:
+            name = record.get("name") if isinstance(record, Mapping) else None
+            raise CatalogError(f"{exc} (entry {name!r})" if isinstance(name, str) else str(exc)) from None
+        recipe = None if r.recipe is None else json.loads(json.dumps({"spec": r.recipe.spec}))  # an independent copy
+        return cls(name=r.name, description=r.description.strip(), license=r.license.strip(), recipe=recipe,
+                   format=r.format, mirrors=tuple(r.mirrors), sha256=r.sha256, size=r.size, homepage=r.homepage,
+                   citation=r.citation, source=source)
 
     def to_record(self) -> dict:
         """The JSON object of this entry (as written in a catalog file); None fields are left out."""

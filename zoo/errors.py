@@ -39,7 +39,7 @@ class UnknownNameError(SpecError, UnknownKernelName):
     __str__ = UnknownKernelName.__str__
 
 
-class CatalogError(ZooError):
+class CatalogError(SpecError):
     """A zoo catalog file or entry is invalid, or a name is not in the catalog; the message names the
     file, the entry and the field."""
 

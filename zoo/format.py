@@ -53,7 +53,7 @@ def library_versions() -> dict[str, str]:
     import torch
     import zarr
 
-    from zoo import __version__
+    from zoo.version import __version__
 
     return {
         "weightzoo": __version__,

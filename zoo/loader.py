@@ -3,13 +3,19 @@
 Order: a complete copy in the cache is opened as it is; else (unless offline) the mirrors are tried
 in order; else, with ``build=True``, the zoo is regenerated from its recipe. Everything runs under
 one lock per zoo, so concurrent loads of one zoo download or build it once.
+
+Rebuilding trains models, which is not this package's job: a *recipe builder* does it. The training
+package registers its builder ``"generate"`` when it is imported (``import generators``; the CLI does
+it), or a caller passes ``builder=`` to :func:`load`. ``zoo`` itself never imports the training code.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
+
+from kernels.registry import Registry
 
 from zoo.archive import unpack_tar
 from zoo.cache import (
@@ -24,24 +30,38 @@ from zoo.cache import (
 )
 from zoo.catalog import Catalog, CatalogEntry, load_catalog
 from zoo.download import fetch_first, file_lock
-from zoo.errors import DownloadError, OfflineError, SpecError, ZooError
+from zoo.errors import DownloadError, OfflineError, SpecError, UnknownNameError, ZooError
 from zoo.store import Zoo, open_zoo
 
 CatalogArg = Catalog | str | os.PathLike | Sequence[str | os.PathLike] | None
 
+#: ``builder(spec, out, *, progress) -> Zoo``: trains the zoo of a recipe's ``spec`` into ``out``
+#: (resuming what is there); ``spec`` is a shipped spec name or an inline spec mapping.
+RecipeBuilder = Callable[..., Zoo]
+DEFAULT_BUILDER = "generate"
+_BUILDERS: Registry[RecipeBuilder] = Registry("recipe builder", error=UnknownNameError)
+register_recipe_builder = _BUILDERS.register
+get_recipe_builder = _BUILDERS.get
+recipe_builder_names = _BUILDERS.names
+
 
 def load(name: str, root: str | os.PathLike | None = None, download: bool = True, *, catalog: CatalogArg = None,
-         build: bool = False, progress: bool = True) -> Zoo:
+         build: bool = False, builder: RecipeBuilder | None = None, progress: bool = True) -> Zoo:
     """Open the named zoo (read-only), fetching it into the cache first if needed.
 
     ``root`` is the cache directory (default: ``$WEIGHTZOO_CACHE``, ``$XDG_CACHE_HOME/weightzoo`` or
     ``~/.cache/weightzoo``). ``download=False`` uses the cache only. ``catalog`` adds user catalog
     files (or is a :class:`Catalog`). ``build=True`` regenerates the zoo from its recipe when no mirror
-    delivers it (at once when the entry has no mirrors); this imports the training code.
-    With ``WEIGHTZOO_OFFLINE=1`` no mirror is contacted.
+    delivers it (at once when the entry has no mirrors), with ``builder`` or the registered recipe
+    builder (``import generators`` registers ``"generate"``). With ``WEIGHTZOO_OFFLINE=1`` no mirror is
+    contacted.
+
+    Raises:
+        CatalogError: ``name`` is not in the catalog. OfflineError, DownloadError, ChecksumError: the zoo
+        could not be fetched. ZooError: ``build=True`` but no recipe builder is registered.
     """
     entry = resolve_entry(name, catalog)
-    return open_zoo(ensure_local(entry, root, download=download, build=build, progress=progress))
+    return open_zoo(ensure_local(entry, root, download=download, build=build, builder=builder, progress=progress))
 
 
 def resolve_entry(name: str, catalog: CatalogArg = None) -> CatalogEntry:
@@ -50,7 +70,7 @@ def resolve_entry(name: str, catalog: CatalogArg = None) -> CatalogEntry:
 
 
 def ensure_local(entry: CatalogEntry, root: str | os.PathLike | None = None, *, download: bool = True,
-                 build: bool = False, progress: bool = True) -> Path:
+                 build: bool = False, builder: RecipeBuilder | None = None, progress: bool = True) -> Path:
     """The path of a complete local copy of ``entry`` (zip file or directory), fetching or building it."""
     found = cached_store(entry, root)
     if found is not None:
@@ -78,7 +98,7 @@ def ensure_local(entry: CatalogEntry, root: str | os.PathLike | None = None, *, 
             except DownloadError as exc:
                 failure = exc
         if build and entry.recipe is not None:
-            return build_from_recipe(entry, root, progress=progress)
+            return build_from_recipe(entry, root, builder=builder, progress=progress)
         raise _unavailable(entry, failure, build=build)
 
 
@@ -106,16 +126,27 @@ def _download(entry: CatalogEntry, root: str | os.PathLike | None, progress: boo
     return store
 
 
-def build_from_recipe(entry: CatalogEntry, root: str | os.PathLike | None = None, *, progress: bool = True) -> Path:
-    """Regenerate ``entry`` from its recipe into the cache; returns ``<cache>/<name>/built.zarr``.
+def _builder(entry: CatalogEntry, builder: RecipeBuilder | None) -> RecipeBuilder:
+    if builder is not None:
+        return builder
+    if DEFAULT_BUILDER not in recipe_builder_names():
+        raise ZooError(f"rebuilding zoo {entry.name!r} from its recipe trains models, which needs the training code: "
+                       f"'import generators' first (it registers the recipe builder {DEFAULT_BUILDER!r}), pass "
+                       "builder=..., or run 'weightzoo download NAME --build'")
+    return get_recipe_builder(DEFAULT_BUILDER)
+
+
+def build_from_recipe(entry: CatalogEntry, root: str | os.PathLike | None = None, *,
+                      builder: RecipeBuilder | None = None, progress: bool = True) -> Path:
+    """Regenerate ``entry`` from its recipe into the cache with ``builder`` (default: the registered
+    ``"generate"`` builder); returns ``<cache>/<name>/built.zarr``.
 
     Training runs in ``.built.zarr.building`` (an interrupted build resumes there) and the store is
-    renamed to ``built.zarr`` only when every model is complete. Imports :mod:`generators`.
+    renamed to ``built.zarr`` only when every model is complete.
     """
     if entry.recipe is None:
         raise ZooError(f"zoo {entry.name!r} ({entry.source}) has no recipe to rebuild it from")
-    from generators.driver import generate
-
+    generate = _builder(entry, builder)
     final = built_store(entry, root)
     work = final.with_name(f".{final.name}.building")
     try:

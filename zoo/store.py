@@ -49,6 +49,7 @@ from zoo.format import (
     to_jsonable,
 )
 from kernels.layout import ParamLayout
+from zoo.trees import checkpoint_epochs_of, tree_info
 
 _CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
 
@@ -372,8 +373,6 @@ class Zoo:
         the ids must share one epoch list."""
         if epoch is None or "tree" not in self.meta:
             return self.checkpoint_index(checkpoint, epoch)
-        from zoo.trees import checkpoint_epochs_of
-
         lists = {tuple(checkpoint_epochs_of(self, i)) for i in ids}
         if len(lists) != 1:
             raise ZooError(f"{self.path}: models {list(ids)[:10]} mix bases and children, whose checkpoints are at "
@@ -746,8 +745,6 @@ class Zoo:
         if "grid" in meta:
             out["grid"] = meta["grid"]
         if "tree" in meta:
-            from zoo.trees import tree_info
-
             out["tree"] = tree_info(self)
         if meta.get("landscape"):
             out["landscape"] = {k: {"checkpoint_epoch": v["checkpoint_epoch"], "shape": v["shape"]}

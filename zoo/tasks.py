@@ -55,33 +55,51 @@ from __future__ import annotations
 import functools
 import json
 import math
-import numbers
 import os
 import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Union
 
 import numpy as np
 import torch
+from pydantic import BeforeValidator, ConfigDict, Field, create_model, model_validator
 
+from kernels.registry import Registry
 from zoo.errors import SpecError, UnknownNameError
 from zoo.format import canonical_json, short_hash, to_jsonable
+from zoo.validation import (
+    Bool,
+    FieldError,
+    Int,
+    Number,
+    SpecModel,
+    Str,
+    as_int,
+    register_schema,
+    spec_error,
+    validate,
+)
 
 __all__ = [
     "CORRUPTION_KINDS",
     "DERIVED_OPTIONS",
     "GENERIC_DEFAULTS",
+    "Corruption",
     "TaskData",
+    "TaskSource",
+    "TaskSpec",
     "build_task",
     "clear_task_cache",
+    "get_task_source",
     "nested_subset",
     "normalize_task_spec",
     "register_task_source",
     "task_cache_dir",
     "task_hash",
     "task_sources",
+    "unregister_task_source",
 ]
 
 #: Options every task spec has, whatever its source, with their defaults.
@@ -124,51 +142,59 @@ class TaskData:
 
 
 @dataclass(frozen=True)
-class _Source:
+class TaskSource:
+    """A registered task source: ``fn(options) -> (x_train, y_train, x_test, y_test)`` and ``options``, the
+    :class:`~zoo.validation.SpecModel` of its options (``None``: any JSON-able options)."""
+
     fn: SourceFn
-    defaults: dict[str, Any] | None  # None: the source accepts any JSON-able options
-    check: Callable[[dict], dict] | None  # validates and normalises the source's options
+    options: type[SpecModel] | None
 
 
-_SOURCES: dict[str, _Source] = {}
+_SOURCES: Registry[TaskSource] = Registry("data source", error=UnknownNameError)
+get_task_source = _SOURCES.get
+task_sources = _SOURCES.names
+_RESERVED = ("source", "classes", "train_fraction", "subset_seed", "standardize", *DERIVED_OPTIONS)
 
 
-def register_task_source(name: str, defaults: Mapping[str, Any] | None = None) -> Callable[[SourceFn], SourceFn]:
+def register_task_source(name: str, options: Mapping[str, Any] | type[SpecModel] | None = None
+                         ) -> Callable[[SourceFn], SourceFn]:
     """Decorator registering ``fn(options) -> (x_train, y_train, x_test, y_test)`` as task source ``name``.
 
     ``fn`` gets the canonical spec without the generic fields (``{"source": name, **options}``) and
     returns numpy arrays or torch tensors: ``x_* [n, *input_shape]`` numeric, ``y_* [n]`` integer
     class ids. It must be deterministic: the same options must give the same arrays in any process.
-    ``defaults`` maps each option the source takes to its default; with ``defaults`` given, other
-    options are rejected, without it any JSON-able option is accepted. Registering a name again
-    replaces the source.
+    ``options`` is either a mapping of each option the source takes to its default (other options are
+    then refused), a :class:`~zoo.validation.SpecModel` of the options (typed and checked), or ``None``
+    (any JSON-able option is accepted). Registering a name again replaces the source.
+
+    Raises:
+        SpecError: ``name`` is not a non-empty string, or an option is named like a generic field.
     """
-    return _register(name, defaults, None)
-
-
-def _register(name: str, defaults: Mapping[str, Any] | None,
-              check: Callable[[dict], dict] | None) -> Callable[[SourceFn], SourceFn]:
     if not isinstance(name, str) or not name:
-        raise SpecError(f"task.source: a source name must be a non-empty string, got {name!r}")
-    reserved = set(GENERIC_DEFAULTS) | set(DERIVED_OPTIONS) | {"source"}
-    clash = sorted(set(defaults or {}) & reserved)
+        raise spec_error("task.source", f"a source name must be a non-empty string, got {name!r}")
+    if isinstance(options, Mapping):
+        defaults = {k: _jsonable(f"task.{k}", v) for k, v in options.items()}
+        model: type[SpecModel] | None = create_model(
+            f"{name}_options", __base__=SpecModel, **{k: (Any, Field(default=v)) for k, v in defaults.items()})
+    else:
+        model = options
+    clash = sorted(set(model.model_fields if model is not None else ()) & set(_RESERVED))
     if clash:
-        raise SpecError(f"task.{clash[0]}: source {name!r} may not define an option named like a generic field "
-                        f"{sorted(reserved)}")
-    if defaults is not None:
-        defaults = {k: _jsonable(f"task.{k}", v) for k, v in defaults.items()}
+        raise spec_error(f"task.{clash[0]}", f"source {name!r} may not define an option named like a generic field "
+                         f"{sorted(_RESERVED)}")
 
     def deco(fn: SourceFn) -> SourceFn:
-        _SOURCES[name] = _Source(fn, None if defaults is None else dict(defaults), check)
+        _SOURCES.register(name)(TaskSource(fn, model))
         _source_arrays.cache_clear()  # arrays cached for an earlier source of this name are stale
         return fn
 
     return deco
 
 
-def task_sources() -> list[str]:
-    """Names of the registered task sources, sorted."""
-    return sorted(_SOURCES)
+def unregister_task_source(name: str) -> None:
+    """Forget the task source ``name`` (e.g. one a test registered); unknown names are ignored."""
+    _SOURCES.unregister(name)
+    _source_arrays.cache_clear()
 
 
 def clear_task_cache() -> None:
@@ -190,111 +216,98 @@ def _jsonable(field: str, value: Any) -> Any:
     try:
         round_trip = json.loads(json.dumps(value, sort_keys=True))
     except (TypeError, ValueError) as exc:
-        raise SpecError(f"{field}: value {value!r} is not JSON-serialisable ({exc})") from None
+        raise spec_error(field, f"value {value!r} is not JSON-serialisable ({exc})") from None
     if round_trip != value:
-        raise SpecError(f"{field}: value {value!r} does not survive a JSON round trip")
+        raise spec_error(field, f"value {value!r} does not survive a JSON round trip")
     return round_trip
 
 
-def _int(field: str, value: Any, minimum: int | None = None) -> int:
-    if isinstance(value, (bool, np.bool_)):
-        raise SpecError(f"{field}: expected an integer, got {value!r}")
-    if isinstance(value, numbers.Integral):
-        out = int(value)
-    elif isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
-        out = int(value)
-    else:
-        raise SpecError(f"{field}: expected an integer, got {value!r}")
-    if minimum is not None and out < minimum:
-        raise SpecError(f"{field}: must be at least {minimum}, got {out}")
-    return out
-
-
-def _fraction(field: str, value: Any, *, include_one: bool) -> float:
-    """A number in ``(0, 1]`` (``include_one``) or ``(0, 1)``."""
-    interval = "(0, 1]" if include_one else "(0, 1)"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise SpecError(f"{field}: must be a number in {interval}, got {value!r}")
-    out = float(value)
-    if not (0.0 < out < 1.0 or (include_one and out == 1.0)):
-        raise SpecError(f"{field}: must be a number in {interval}, got {value!r}")
-    return out
-
-
-def _bool(field: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise SpecError(f"{field}: expected true or false, got {value!r}")
-    return bool(value)
-
-
-def _str(field: str, value: Any, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value:
-        raise SpecError(f"{field}: expected a non-empty string{' or null' if optional else ''}, got {value!r}")
-    return value
-
-
-def _classes(value: Any, field: str = "task.classes") -> list[int] | None:
-    if value is None:
-        return None
+def _class_ids(value: Any) -> list[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
-        raise SpecError(f"{field}: expected a list of class ids, got {value!r}")
-    out = [_int(field, c) for c in value]
+        raise FieldError(f"expected a list of class ids, got {value!r}")
+    out = []
+    for i, c in enumerate(value):
+        try:
+            out.append(as_int(c))
+        except FieldError as exc:
+            raise FieldError(exc.message, (i,)) from None
     if len(out) < 2:
-        raise SpecError(f"{field}: a task needs at least two classes, got {out}")
+        raise FieldError(f"a task needs at least two classes, got {out}")
     repeated = sorted({c for c in out if out.count(c) > 1})
     if repeated:
-        raise SpecError(f"{field}: class ids {repeated} are listed more than once in {out}")
+        raise FieldError(f"class ids {repeated} are listed more than once in {out}")
     return out
 
 
-def _class_subset(value: Any) -> list[int]:
-    out = _classes(value, "task.class_subset")
-    return sorted(out)
-
-
-def _label_permutation(value: Any) -> list[int]:
+def _permutation(value: Any) -> list[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
-        raise SpecError(f"task.label_permutation: expected a list (a permutation of 0..n_classes-1), got {value!r}")
-    out = [_int("task.label_permutation", v) for v in value]
+        raise FieldError(f"expected a list (a permutation of 0..n_classes-1), got {value!r}")
+    out = [as_int(v) for v in value]
     if len(out) < 2 or sorted(out) != list(range(len(out))):
-        raise SpecError(f"task.label_permutation: must be a permutation of 0..{len(out) - 1}, got {out}")
+        raise FieldError(f"must be a permutation of 0..{len(out) - 1}, got {out}")
     return out
 
 
-def _corruption(value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SpecError(f"task.corruption: expected a mapping with 'kind' and 'level', got {value!r}")
-    value = dict(value)
-    unknown = sorted(set(value) - {"kind", "level", "seed"})
-    if unknown:
-        raise SpecError(f"task.corruption.{unknown[0]}: unknown option; allowed: kind, level, seed")
-    kind = value.get("kind")
-    if kind not in CORRUPTION_KINDS:
-        raise SpecError(f"task.corruption.kind: expected one of {list(CORRUPTION_KINDS)}, got {kind!r}")
-    if "level" not in value:
-        raise SpecError("task.corruption.level: is required")
-    level = value["level"]
-    if CORRUPTION_KINDS[kind]:
-        level = _int("task.corruption.level", level)
-        if level == 0:
-            raise SpecError("task.corruption.level: a shift of 0 positions is no corruption")
-    else:
-        if isinstance(level, (bool, np.bool_)) or not isinstance(level, numbers.Real) or not (
-                math.isfinite(float(level)) and float(level) > 0):
-            raise SpecError(f"task.corruption.level: a {kind} level must be a positive number, got {level!r}")
-        level = float(level)
-    out: dict[str, Any] = {"kind": kind, "level": level}
-    if kind == "noise":
-        out["seed"] = _int("task.corruption.seed", value.get("seed", 0), minimum=0)
-    elif value.get("seed", 0) != 0:
-        raise SpecError(f"task.corruption.seed: only noise corruptions are random; a {kind} takes no seed")
-    return out
+ClassIds = Annotated[list[int], BeforeValidator(_class_ids)]
 
 
-_DERIVED_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "class_subset": _class_subset, "label_permutation": _label_permutation, "corruption": _corruption}
+class Corruption(SpecModel):
+    """An input corruption of a derived task: ``noise`` (Gaussian, standard deviation ``level``, drawn
+    with ``seed``), ``shift`` (``level`` positions along the last axis, an integer other than 0) or
+    ``scale`` (multiply by ``level`` > 0)."""
+
+    kind: Literal["noise", "shift", "scale"]
+    level: Number
+    seed: Int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _level_fits_kind(self) -> "Corruption":
+        if CORRUPTION_KINDS[self.kind]:
+            if not float(self.level).is_integer():
+                raise FieldError(f"a shift is a whole number of positions, got {self.level!r}", ("level",))
+            if self.level == 0:
+                raise FieldError("a shift of 0 positions is no corruption", ("level",))
+        elif self.level <= 0:
+            raise FieldError(f"a {self.kind} level must be a positive number, got {self.level!r}", ("level",))
+        if self.kind != "noise" and self.seed != 0:
+            raise FieldError(f"only noise corruptions are random; a {self.kind} takes no seed", ("seed",))
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        level = int(self.level) if CORRUPTION_KINDS[self.kind] else float(self.level)
+        out: dict[str, Any] = {"kind": self.kind, "level": level}
+        if self.kind == "noise":
+            out["seed"] = self.seed
+        return out
+
+
+class TaskSpec(SpecModel):
+    """The fields every task spec has, whatever its source (the source's own options come beside them;
+    ``docs/SPECS.md``). Derived-task fields are set only for model-tree children."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: Str = "mnist1d"
+    classes: Optional[ClassIds] = None
+    train_fraction: Number = Field(default=1.0, gt=0, le=1)
+    subset_seed: Int = Field(default=0, ge=0)
+    standardize: Bool = True
+    class_subset: Optional[ClassIds] = None
+    label_permutation: Optional[Annotated[list[int], BeforeValidator(_permutation)]] = None
+    corruption: Optional[Corruption] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_fields(cls, data: Any) -> Any:  # a source's options are checked by the source
+        if not isinstance(data, Mapping):
+            raise FieldError(f"expected a mapping or a source name, got {data!r}")
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise FieldError(f"field names must be strings, got {bad!r}")
+        return data
+
+
+register_schema("task")(TaskSpec)
 
 
 def normalize_task_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
@@ -302,44 +315,34 @@ def normalize_task_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
 
     A bare string is a source name (``"mnist1d"`` means ``{"source": "mnist1d"}``); a mapping without
     ``source`` uses ``mnist1d``. Canonical specs are fixed points: normalising one returns it unchanged.
-    Raises :class:`SpecError` naming the field (``task.<field>``) for a bad value or unknown option and
-    :class:`UnknownNameError` for an unknown source.
+    Raises :class:`SpecError` naming the field (``field 'task.<field>': ...``) for a bad value or unknown
+    option and :class:`UnknownNameError` for an unknown source.
     """
     if isinstance(spec, str):
         spec = {"source": spec}
-    if not isinstance(spec, Mapping):
-        raise SpecError(f"task: expected a mapping or a source name, got {spec!r}")
-    spec = dict(spec)
-    bad_keys = [k for k in spec if not isinstance(k, str)]
-    if bad_keys:
-        raise SpecError(f"task: field names must be strings, got {bad_keys!r}")
-    source_name = spec.pop("source", "mnist1d")
-    if not isinstance(source_name, str) or source_name not in _SOURCES:
-        raise UnknownNameError(f"task.source: unknown data source {source_name!r}; choose from {task_sources()}")
-    source = _SOURCES[source_name]
-
-    out: dict[str, Any] = {"source": source_name}
-    out["classes"] = _classes(spec.pop("classes", GENERIC_DEFAULTS["classes"]))
-    out["train_fraction"] = _fraction("task.train_fraction", spec.pop("train_fraction", 1.0), include_one=True)
-    out["subset_seed"] = _int("task.subset_seed", spec.pop("subset_seed", 0), minimum=0)
-    out["standardize"] = _bool("task.standardize", spec.pop("standardize", True))
-    for key, check in _DERIVED_CHECKS.items():
-        value = spec.pop(key, None)
-        if value is not None:
-            out[key] = check(value)
-
-    if source.defaults is not None:
-        unknown = sorted(set(spec) - set(source.defaults))
+    parsed = validate(TaskSpec, spec, prefix="task")
+    try:
+        source = get_task_source(parsed.source)
+    except UnknownNameError:
+        raise spec_error("task.source", f"unknown data source {parsed.source!r}; choose from {task_sources()}",
+                         unknown_name=True) from None
+    out: dict[str, Any] = {"source": parsed.source, "classes": parsed.classes,
+                           "train_fraction": parsed.train_fraction, "subset_seed": parsed.subset_seed,
+                           "standardize": parsed.standardize}
+    if parsed.class_subset is not None:
+        out["class_subset"] = sorted(parsed.class_subset)
+    if parsed.label_permutation is not None:
+        out["label_permutation"] = parsed.label_permutation
+    if parsed.corruption is not None:
+        out["corruption"] = parsed.corruption.canonical()
+    extra = dict(parsed.model_extra or {})
+    if source.options is not None:
+        unknown = sorted(set(extra) - set(source.options.model_fields))
         if unknown:
-            raise SpecError(f"task.{unknown[0]}: unknown option for source {source_name!r}; options are "
-                            f"{sorted(source.defaults)} and the generic {sorted(GENERIC_DEFAULTS)}")
-        options = {**source.defaults, **spec}
-    else:
-        options = spec
-    options = {k: _jsonable(f"task.{k}", v) for k, v in options.items()}
-    if source.check is not None:
-        options = source.check(options)
-    out.update(options)
+            raise spec_error(f"task.{unknown[0]}", f"unknown option for source {parsed.source!r}; its options are "
+                             f"{sorted(source.options.model_fields)} and the generic {sorted(GENERIC_DEFAULTS)}")
+        extra = validate(source.options, extra, prefix="task").model_dump()
+    out.update({k: _jsonable(f"task.{k}", v) for k, v in extra.items()})
     return dict(sorted(out.items()))
 
 
@@ -367,7 +370,7 @@ def build_task(spec: Mapping[str, Any] | str) -> TaskData:
         classes = list(spec["classes"])
         missing = [c for c in classes if c not in present]
         if missing:
-            raise SpecError(f"task.classes: class ids {missing} do not occur in source {source!r}; "
+            raise spec_error("task.classes", f"class ids {missing} do not occur in source {source!r}; "
                             f"its classes are {present}")
         keep_tr, keep_te = np.isin(y_tr, classes), np.isin(y_te, classes)
         x_tr, y_tr, x_te, y_te = x_tr[keep_tr], y_tr[keep_tr], x_te[keep_te], y_te[keep_te]
@@ -387,17 +390,17 @@ def build_task(spec: Mapping[str, Any] | str) -> TaskData:
     if "class_subset" in spec:
         missing = [c for c in spec["class_subset"] if c not in classes]
         if missing:
-            raise SpecError(f"task.class_subset: class ids {missing} are not in the task's classes {classes}")
+            raise spec_error("task.class_subset", f"class ids {missing} are not in the task's classes {classes}")
         labels = _relabel(np.asarray(spec["class_subset"]), classes)
         keep_tr, keep_te = np.isin(y_tr, labels), np.isin(y_te, labels)
         x_tr64, y_tr, x_te64, y_te = x_tr64[keep_tr], y_tr[keep_tr], x_te64[keep_te], y_te[keep_te]
         if len(y_tr) == 0 or len(y_te) == 0:
-            raise SpecError(f"task.class_subset: classes {spec['class_subset']} leave no "
+            raise spec_error("task.class_subset", f"classes {spec['class_subset']} leave no "
                             f"{'training' if len(y_tr) == 0 else 'test'} examples")
     if "label_permutation" in spec:
         perm = np.asarray(spec["label_permutation"], dtype=np.int64)
         if len(perm) != len(classes):
-            raise SpecError(f"task.label_permutation: has {len(perm)} entries but the task has {len(classes)} "
+            raise spec_error("task.label_permutation", f"has {len(perm)} entries but the task has {len(classes)} "
                             "classes")
         y_tr, y_te = perm[y_tr], perm[y_te]
     if "corruption" in spec:
@@ -424,7 +427,7 @@ def _corrupt(x_tr: np.ndarray, x_te: np.ndarray, corruption: Mapping[str, Any]) 
     k = int(level)
     length = x_tr.shape[-1]
     if abs(k) >= length:
-        raise SpecError(f"task.corruption.level: a shift of {k} positions leaves nothing of inputs of length "
+        raise spec_error("task.corruption.level", f"a shift of {k} positions leaves nothing of inputs of length "
                         f"{length} (last axis)")
 
     def shift(x: np.ndarray) -> np.ndarray:
@@ -477,23 +480,23 @@ def _source_arrays(options_json: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Checked, read-only ``(x_train, y_train, x_test, y_test)`` of a source, keyed by its canonical options."""
     options = json.loads(options_json)
     name = options["source"]
-    arrays = _SOURCES[name].fn(dict(options))
+    arrays = get_task_source(name).fn(dict(options))
     if not isinstance(arrays, (tuple, list)) or len(arrays) != 4:
-        raise SpecError(f"task.source: source {name!r} must return (x_train, y_train, x_test, y_test), "
+        raise spec_error("task.source", f"source {name!r} must return (x_train, y_train, x_test, y_test), "
                         f"got {type(arrays).__name__}")
     x_tr, y_tr, x_te, y_te = (_to_numpy(a) for a in arrays)
     for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
         if x.dtype.kind not in "biuf" or x.ndim < 2:
-            raise SpecError(f"task.source: source {name!r} gave {split} inputs of dtype {x.dtype} and shape "
+            raise spec_error("task.source", f"source {name!r} gave {split} inputs of dtype {x.dtype} and shape "
                             f"{x.shape}; expected numbers of shape [n, *input_shape]")
         if y.ndim != 1 or len(y) != len(x) or len(y) == 0:
-            raise SpecError(f"task.source: source {name!r} gave {len(x)} {split} inputs and labels of shape "
+            raise spec_error("task.source", f"source {name!r} gave {len(x)} {split} inputs and labels of shape "
                             f"{y.shape}; expected [n] labels for n > 0 inputs")
         if y.dtype.kind not in "iu" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
-            raise SpecError(f"task.source: source {name!r} gave {split} labels of dtype {y.dtype}; "
+            raise spec_error("task.source", f"source {name!r} gave {split} labels of dtype {y.dtype}; "
                             "expected integer class ids")
     if x_tr.shape[1:] != x_te.shape[1:]:
-        raise SpecError(f"task.source: source {name!r} gave train inputs of shape {x_tr.shape[1:]} but test "
+        raise spec_error("task.source", f"source {name!r} gave train inputs of shape {x_tr.shape[1:]} but test "
                         f"inputs of shape {x_te.shape[1:]}")
     out = (x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64))
     for a in out:
@@ -508,12 +511,14 @@ def _to_numpy(a: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ sources
-def _check_mnist1d(options: dict) -> dict:
-    return {**options, "n_samples": _int("task.n_samples", options["n_samples"], minimum=10),
-            "seed": _int("task.seed", options["seed"])}
+class Mnist1dOptions(SpecModel):
+    """Options of the ``mnist1d`` source."""
+
+    n_samples: Int = Field(default=5000, ge=10, description="examples generated, split 80/20 into train/test")
+    seed: Int = Field(default=42, description="seed of the mnist1d generator")
 
 
-@_register("mnist1d", {"n_samples": 5000, "seed": 42}, _check_mnist1d)
+@register_task_source("mnist1d", Mnist1dOptions)
 def _mnist1d_source(options: dict) -> SourceArrays:
     """MNIST-1D: ``x [0.8 n, 40]`` float64, ``y [0.8 n]`` int64 and the last 20% as test."""
     return _mnist1d_arrays(options["n_samples"], options["seed"])
@@ -578,9 +583,11 @@ def _write_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             Path(tmp_name).unlink(missing_ok=True)
 
 
-def _check_split_options(options: dict) -> dict:
-    return {**options, "test_fraction": _fraction("task.test_fraction", options["test_fraction"], include_one=False),
-            "split_seed": _int("task.split_seed", options["split_seed"], minimum=0)}
+class SplitOptions(SpecModel):
+    """How a source without its own test split is split: a stratified ``test_fraction`` with ``split_seed``."""
+
+    test_fraction: Number = Field(default=0.2, gt=0, lt=1)
+    split_seed: Int = Field(default=0, ge=0)
 
 
 def _train_test_split(x: np.ndarray, y: np.ndarray, options: dict, *, stratify: bool) -> SourceArrays:
@@ -591,12 +598,12 @@ def _train_test_split(x: np.ndarray, y: np.ndarray, options: dict, *, stratify: 
                                                   random_state=options["split_seed"],
                                                   stratify=y if stratify else None)
     except ValueError as exc:
-        raise SpecError(f"task.test_fraction: cannot split {len(y)} examples with test_fraction "
+        raise spec_error("task.test_fraction", f"cannot split {len(y)} examples with test_fraction "
                         f"{options['test_fraction']}: {exc}") from None
     return x_tr, y_tr, x_te, y_te
 
 
-@_register("digits", {"test_fraction": 0.2, "split_seed": 0}, _check_split_options)
+@register_task_source("digits", SplitOptions)
 def _digits_source(options: dict) -> SourceArrays:
     """scikit-learn digits: ``x [n, 1, 8, 8]`` in [0, 1] (intensity / 16), stratified train/test split."""
     from sklearn.datasets import load_digits
@@ -607,33 +614,27 @@ def _digits_source(options: dict) -> SourceArrays:
 
 
 _INPUT_COLUMNS = ("image", "img", "pixel_values", "x", "features")
-_HF_DEFAULTS = {"name": None, "config": None, "revision": None, "train_split": "train", "test_split": "test",
-                "input_column": None, "label_column": "label", "test_fraction": 0.2, "split_seed": 0}
+class HfOptions(SplitOptions):
+    """Options of the ``hf`` source (Hugging Face ``datasets``; see :func:`_hf_source`)."""
+
+    name: Optional[Str] = Field(default=None, description="hub name or local path of the dataset (required)")
+    config: Optional[Str] = None
+    revision: Optional[Str] = None
+    train_split: Str = "train"
+    test_split: Optional[Str] = "test"
+    input_column: Optional[Union[Str, Annotated[list[Str], Field(min_length=1)]]] = None
+    label_column: Str = "label"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "HfOptions":
+        if self.name is None:
+            raise FieldError("the 'hf' source needs a dataset name (hub name or local path)", ("name",))
+        if self.test_split == self.train_split:
+            raise FieldError(f"must differ from train_split {self.train_split!r}", ("test_split",))
+        return self
 
 
-def _check_hf(options: dict) -> dict:
-    out = _check_split_options(options)
-    if options["name"] is None:
-        raise SpecError("task.name: the 'hf' source needs a dataset name (hub name or local path)")
-    out["name"] = _str("task.name", options["name"])
-    for key in ("config", "revision"):
-        out[key] = _str(f"task.{key}", options[key], optional=True)
-    out["train_split"] = _str("task.train_split", options["train_split"])
-    out["test_split"] = _str("task.test_split", options["test_split"], optional=True)
-    if out["test_split"] == out["train_split"]:
-        raise SpecError(f"task.test_split: must differ from train_split {out['train_split']!r}")
-    out["label_column"] = _str("task.label_column", options["label_column"])
-    col = options["input_column"]
-    if isinstance(col, list):
-        if not col:
-            raise SpecError("task.input_column: an empty list of columns")
-        out["input_column"] = [_str("task.input_column", c) for c in col]
-    else:
-        out["input_column"] = _str("task.input_column", col, optional=True)
-    return out
-
-
-@_register("hf", _HF_DEFAULTS, _check_hf)
+@register_task_source("hf", HfOptions)
 def _hf_source(options: dict) -> SourceArrays:
     """A Hugging Face ``datasets`` dataset as arrays.
 
@@ -652,46 +653,46 @@ def _hf_source(options: dict) -> SourceArrays:
     path = Path(name).expanduser()
     looks_local = name.startswith(("/", "./", "../", "~")) or path.exists()
     if looks_local and not path.exists():
-        raise SpecError(f"task.name: no local dataset at {name!r}")
+        raise spec_error("task.name", f"no local dataset at {name!r}")
     if path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "state.json")):
         if options["config"] is not None:
-            raise SpecError(f"task.config: {name!r} was written by save_to_disk and has no configs")
+            raise spec_error("task.config", f"{name!r} was written by save_to_disk and has no configs")
         ds = datasets.load_from_disk(str(path))
     else:
         try:
             ds = datasets.load_dataset(name, options["config"], revision=options["revision"])
         except Exception as exc:  # datasets raises many types (hub, network, builder errors)
-            raise SpecError(f"task.name: could not load Hugging Face dataset {name!r}"
+            raise spec_error("task.name", f"could not load Hugging Face dataset {name!r}"
                             f"{' config ' + repr(options['config']) if options['config'] else ''}: "
                             f"{type(exc).__name__}: {exc}") from exc
     if isinstance(ds, datasets.Dataset):
         ds = datasets.DatasetDict({"train": ds})
     if not isinstance(ds, datasets.DatasetDict):
-        raise SpecError(f"task.name: {name!r} loaded as {type(ds).__name__}, not a Dataset or DatasetDict")
+        raise spec_error("task.name", f"{name!r} loaded as {type(ds).__name__}, not a Dataset or DatasetDict")
     splits = sorted(ds.keys())
     if options["train_split"] not in ds:
-        raise SpecError(f"task.train_split: dataset {name!r} has no split {options['train_split']!r}; "
+        raise spec_error("task.train_split", f"dataset {name!r} has no split {options['train_split']!r}; "
                         f"splits: {splits}")
     test_split = options["test_split"]
     if test_split is not None and test_split != "test" and test_split not in ds:
-        raise SpecError(f"task.test_split: dataset {name!r} has no split {test_split!r}; splits: {splits}")
+        raise spec_error("task.test_split", f"dataset {name!r} has no split {test_split!r}; splits: {splits}")
 
     train = ds[options["train_split"]]
     columns = list(train.column_names)
     label = options["label_column"]
     if label not in columns:
-        raise SpecError(f"task.label_column: dataset {name!r} has no column {label!r}; columns: {columns}")
+        raise spec_error("task.label_column", f"dataset {name!r} has no column {label!r}; columns: {columns}")
     inputs = options["input_column"]
     if inputs is None:
         inputs = next((c for c in _INPUT_COLUMNS if c in columns), None)
         if inputs is None:
-            raise SpecError(f"task.input_column: dataset {name!r} has none of the columns {list(_INPUT_COLUMNS)}; "
+            raise spec_error("task.input_column", f"dataset {name!r} has none of the columns {list(_INPUT_COLUMNS)}; "
                             f"name the input column (columns: {columns})")
     for col in [inputs] if isinstance(inputs, str) else inputs:
         if col not in columns:
-            raise SpecError(f"task.input_column: dataset {name!r} has no column {col!r}; columns: {columns}")
+            raise spec_error("task.input_column", f"dataset {name!r} has no column {col!r}; columns: {columns}")
         if col == label:
-            raise SpecError(f"task.input_column: column {col!r} is also the label_column")
+            raise spec_error("task.input_column", f"column {col!r} is also the label_column")
 
     x_tr, y_tr = _hf_arrays(train, inputs, label)
     if test_split is not None and test_split in ds:
@@ -711,13 +712,13 @@ def _hf_arrays(split: Any, inputs: str | list[str], label: str) -> tuple[np.ndar
     table = split.with_format("numpy", columns=columns + [label])[:]
     y = np.asarray(table[label])
     if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
-        raise SpecError(f"task.label_column: column {label!r} holds {y.dtype} values such as {y[:3].tolist()}; "
+        raise spec_error("task.label_column", f"column {label!r} holds {y.dtype} values such as {y[:3].tolist()}; "
                         "expected integer class ids")
     parts = []
     for col in columns:
         x = np.asarray(table[col])
         if x.dtype == object or x.dtype.kind not in "biuf":
-            raise SpecError(f"task.input_column: column {col!r} does not hold numbers of one shape "
+            raise spec_error("task.input_column", f"column {col!r} does not hold numbers of one shape "
                             f"(got dtype {x.dtype}); inputs must be equal-shaped numeric arrays or images")
         if isinstance(split.features[col], datasets.Image):
             scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(x.dtype, 1.0)
@@ -727,6 +728,6 @@ def _hf_arrays(split: Any, inputs: str | list[str], label: str) -> tuple[np.ndar
     if isinstance(inputs, str):
         return parts[0], y.astype(np.int64)
     if any(p.ndim != 1 for p in parts):
-        raise SpecError(f"task.input_column: a list of columns must name scalar columns; shapes "
+        raise spec_error("task.input_column", f"a list of columns must name scalar columns; shapes "
                         f"{[p.shape[1:] for p in parts]}")
     return np.stack(parts, axis=1), y.astype(np.int64)

@@ -8,15 +8,17 @@ Parents and task vectors come from :meth:`zoo.store.Zoo.parent` and :meth:`zoo.s
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from zoo.errors import ZooError
-from zoo.store import Zoo
+
+if TYPE_CHECKING:  # the store calls into this module; at run time only the type is needed
+    from zoo.store import Zoo
 
 
-def tree_meta(z: Zoo) -> dict:
+def tree_meta(z: "Zoo") -> dict:
     """The ``tree`` attribute of a model-tree zoo (error for other kinds)."""
     tree = z.meta.get("tree")
     if tree is None:

@@ -17,16 +17,15 @@ anyone can recompute the values.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Literal, Mapping, Union
 
 import yaml
+from pydantic import BeforeValidator, ConfigDict, Field
+from typing_extensions import Annotated
 
 from zoo.errors import SpecError
-
-from generators.spec import number
+from zoo.validation import Bool, FieldError, Int, Number, SpecModel, register_schema, spec_error, validate
 
 #: Metric families, in the order they run. ``barrier`` is off by default.
 FAMILIES = ("hessian", "alpha", "cka", "mc", "barrier")
@@ -35,135 +34,98 @@ DEFAULT_FAMILIES = ("hessian", "alpha", "cka", "mc")
 PAIR_FAMILIES = ("cka", "mc", "barrier")
 _ALIASES = {"mode_connectivity": "mc", "heavy_tail": "alpha", "spectra": "alpha", "hessians": "hessian"}
 
-Check = Callable[[Any, str], Any]
+SampleRule = Literal["random", "first"]
 
 
-def _fail(name: str, msg: str) -> SpecError:
-    return SpecError(f"field '{name}': {msg}")
+class _Section(SpecModel):
+    model_config = ConfigDict(frozen=True)
 
 
-def _int(minimum: int) -> Check:
-    """An integer >= ``minimum`` (``generators.spec.number``)."""
-    return lambda value, name: number(value, name, None, integer=True, positive=minimum == 1,
-                                      minimum=None if minimum == 1 else minimum)
-
-
-def _float(*, positive: bool = True, maximum: float | None = None) -> Check:
-    """A finite number > 0 (``positive``) or >= 0, at most ``maximum``."""
-    return lambda value, name: number(value, name, None, positive=positive, minimum=None if positive else 0,
-                                      maximum=maximum)
-
-
-def _choice(*options: str) -> Check:
-    def check(value: Any, name: str) -> str:
-        if value not in options:
-            raise _fail(name, f"expected one of {list(options)}, got {value!r}")
-        return str(value)
-    return check
-
-
-def _bool(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise _fail(name, f"expected true or false, got {value!r}")
-    return value
-
-
-def _any_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, f"expected an integer, got {value!r}")
-    return value
-
-
-def _opt(default: Any, check: Check, doc: str) -> Any:
-    return field(default=default, metadata={"check": check, "doc": doc})
-
-
-@dataclass(frozen=True)
-class HessianSettings:
+class HessianSettings(_Section):
     """Top Hessian eigenvalue (power iteration) and trace (Hutchinson) of the mean cross-entropy on a
     fixed set of training and of test samples (PyHessian's defaults for iterations and tolerance)."""
 
-    n_train: int = _opt(512, _int(0), "training samples (0 = all)")
-    n_test: int = _opt(512, _int(0), "test samples (0 = all)")
-    sample_rule: str = _opt("random", _choice("random", "first"), "which samples: a seeded random subset or the first n")
-    sample_seed: int = _opt(0, _any_int, "seed of the random sample subset")
-    batch_size: int = _opt(1024, _int(1), "samples per Hessian-vector product chunk (memory, not the result)")
-    iters: int = _opt(100, _int(1), "most power iterations")
-    tol: float = _opt(1e-3, _float(positive=False), "stop when the eigenvalue's relative change is below this")
-    trace_vectors: int = _opt(100, _int(1), "most Rademacher vectors for the trace")
-    trace_tol: float = _opt(1e-3, _float(positive=False), "stop when the running mean's relative change is below this")
-    seed: int = _opt(0, _any_int, "seed of the start vector and Rademacher vectors (combined with the model id)")
+    n_train: Int = Field(default=512, ge=0, description="training samples (0 = all)")
+    n_test: Int = Field(default=512, ge=0, description="test samples (0 = all)")
+    sample_rule: SampleRule = Field(default="random", description="which samples: a seeded random subset or the "
+                                    "first n")
+    sample_seed: Int = Field(default=0, description="seed of the random sample subset")
+    batch_size: Int = Field(default=1024, gt=0, description="samples per Hessian-vector product chunk (memory, not "
+                            "the result)")
+    iters: Int = Field(default=100, gt=0, description="most power iterations")
+    tol: Number = Field(default=1e-3, ge=0, description="stop when the eigenvalue's relative change is below this")
+    trace_vectors: Int = Field(default=100, gt=0, description="most Rademacher vectors for the trace")
+    trace_tol: Number = Field(default=1e-3, ge=0, description="stop when the running mean's relative change is "
+                              "below this")
+    seed: Int = Field(default=0, description="seed of the start vector and Rademacher vectors (combined with the "
+                      "model id)")
 
 
-@dataclass(frozen=True)
-class SpectraSettings:
+class SpectraSettings(_Section):
     """Heavy-tail exponent of each weight matrix's empirical spectral density."""
 
-    min_eigs: int = _opt(5, _int(2), "layers with fewer non-zero eigenvalues get NaN")
-    min_tail: int = _opt(5, _int(2), "fewest eigenvalues at or above xmin a fit may use")
-    zero_tol: float = _opt(1e-5, _float(positive=False), "eigenvalues <= zero_tol * largest are dropped")
-    farms: bool = _opt(False, _bool, "FARMS: pool the ESDs of fixed-aspect-ratio submatrices")
-    farms_q: float = _opt(1.0, _float(), "FARMS submatrix aspect ratio, columns / rows")
-    farms_rows: int = _opt(0, _int(0), "FARMS submatrix rows (0 = as many as fit)")
-    farms_windows: int = _opt(10, _int(1), "FARMS window positions per matrix dimension")
+    min_eigs: Int = Field(default=5, ge=2, description="layers with fewer non-zero eigenvalues get NaN")
+    min_tail: Int = Field(default=5, ge=2, description="fewest eigenvalues at or above xmin a fit may use")
+    zero_tol: Number = Field(default=1e-5, ge=0, description="eigenvalues <= zero_tol * largest are dropped")
+    farms: Bool = Field(default=False, description="FARMS: pool the ESDs of fixed-aspect-ratio submatrices")
+    farms_q: Number = Field(default=1.0, gt=0, description="FARMS submatrix aspect ratio, columns / rows")
+    farms_rows: Int = Field(default=0, ge=0, description="FARMS submatrix rows (0 = as many as fit)")
+    farms_windows: Int = Field(default=10, gt=0, description="FARMS window positions per matrix dimension")
 
 
-@dataclass(frozen=True)
-class CKASettings:
+class CKASettings(_Section):
     """Linear CKA between the logits of two seeds on one fixed held-out batch."""
 
-    split: str = _opt("test", _choice("test", "train"), "split the batch comes from")
-    n_samples: int = _opt(512, _int(0), "samples in the batch (0 = the whole split)")
-    sample_rule: str = _opt("random", _choice("random", "first"), "which samples")
-    sample_seed: int = _opt(0, _any_int, "seed of the random subset")
+    split: Literal["test", "train"] = Field(default="test", description="split the batch comes from")
+    n_samples: Int = Field(default=512, ge=0, description="samples in the batch (0 = the whole split)")
+    sample_rule: SampleRule = Field(default="random", description="which samples")
+    sample_seed: Int = Field(default=0, description="seed of the random subset")
 
 
-@dataclass(frozen=True)
-class ConnectivitySettings:
+class ConnectivitySettings(_Section):
     """Quadratic Bezier curve between two seeds with fixed endpoints; its bend is trained."""
 
-    epochs: int = _opt(10, _int(0), "epochs of bend training over the training split")
-    lr: float = _opt(0.05, _float(), "SGD learning rate of the bend")
-    momentum: float = _opt(0.9, _float(positive=False, maximum=1.0), "SGD momentum")
-    weight_decay: float = _opt(0.0, _float(positive=False), "L2 penalty on the bend (coupled, as torch.optim.SGD)")
-    batch_size: int = _opt(128, _int(1), "mini-batch size of bend training")
-    n_points: int = _opt(11, _int(3), "evaluation points t, evenly spaced in [0, 1]")
-    eval_split: str = _opt("train", _choice("train", "test"), "split the curve is evaluated on")
-    eval_samples: int = _opt(0, _int(0), "samples of that split (0 = all)")
-    sample_rule: str = _opt("random", _choice("random", "first"), "which evaluation samples")
-    sample_seed: int = _opt(0, _any_int, "seed of the evaluation subset")
-    seed: int = _opt(0, _any_int, "seed of the data order and of each pair's t per step")
+    epochs: Int = Field(default=10, ge=0, description="epochs of bend training over the training split")
+    lr: Number = Field(default=0.05, gt=0, description="SGD learning rate of the bend")
+    momentum: Number = Field(default=0.9, ge=0, le=1, description="SGD momentum")
+    weight_decay: Number = Field(default=0.0, ge=0, description="L2 penalty on the bend (coupled, as "
+                                 "torch.optim.SGD)")
+    batch_size: Int = Field(default=128, gt=0, description="mini-batch size of bend training")
+    n_points: Int = Field(default=11, ge=3, description="evaluation points t, evenly spaced in [0, 1]")
+    eval_split: Literal["train", "test"] = Field(default="train", description="split the curve is evaluated on")
+    eval_samples: Int = Field(default=0, ge=0, description="samples of that split (0 = all)")
+    sample_rule: SampleRule = Field(default="random", description="which evaluation samples")
+    sample_seed: Int = Field(default=0, description="seed of the evaluation subset")
+    seed: Int = Field(default=0, description="seed of the data order and of each pair's t per step")
 
 
-@dataclass(frozen=True)
-class PairSettings:
+class PairSettings(_Section):
     """Which seed pairs of a grid cell get pair metrics."""
 
-    max_per_cell: int = _opt(0, _int(0), "pairs per cell (0 = all pairs)")
-    seed: int = _opt(0, _any_int, "seed choosing the pairs when capped")
+    max_per_cell: Int = Field(default=0, ge=0, description="pairs per cell (0 = all pairs)")
+    seed: Int = Field(default=0, description="seed choosing the pairs when capped")
 
 
-_SECTIONS = {"hessian": HessianSettings, "alpha": SpectraSettings, "cka": CKASettings, "mc": ConnectivitySettings,
-             "pairs": PairSettings}
+_SECTIONS = ("hessian", "alpha", "cka", "mc", "pairs")
 
 
-def parse_families(names: Iterable[str] | str, field_name: str = "landscape.metrics") -> tuple[str, ...]:
-    """Canonical family names (``mode_connectivity`` -> ``mc``) in run order; unknown names fail."""
+def parse_families(names: Iterable[str] | str) -> tuple[str, ...]:
+    """Canonical family names (``mode_connectivity`` -> ``mc``) in run order; raises :class:`FieldError`
+    (``[i]`` the bad entry) for an unknown name."""
     if isinstance(names, str):
         names = [n for n in names.replace(",", " ").split() if n]
     if not isinstance(names, (list, tuple)):
-        raise _fail(field_name, f"expected a list of metric names from {list(FAMILIES)}, got {names!r}")
+        raise FieldError(f"expected a list of metric names from {list(FAMILIES)}, got {names!r}")
     out = []
     for i, n in enumerate(names):
         key = _ALIASES.get(str(n), str(n))
         if key not in FAMILIES:
-            raise _fail(f"{field_name}[{i}]", f"unknown metric {n!r}; choose from {list(FAMILIES)}")
+            raise FieldError(f"unknown metric {n!r}; choose from {list(FAMILIES)}", (i,), unknown_name=True)
         out.append(key)
     return tuple(f for f in FAMILIES if f in out)
 
 
-@dataclass(frozen=True)
-class LandscapeSettings:
+class LandscapeSettings(_Section):
     """All landscape settings. ``metrics`` selects the families that run (see :data:`FAMILIES`).
 
     ``max_population`` (models or pairs processed together), ``threads`` (torch intra-op threads
@@ -174,109 +136,91 @@ class LandscapeSettings:
     intra-op threads mostly add synchronisation, which on a loaded machine costs far more than it
     gains (docs/LANDSCAPE.md, "Cost")."""
 
-    enabled: bool = True
-    metrics: tuple[str, ...] = DEFAULT_FAMILIES
-    checkpoint: int = -1
-    max_population: int = 64
-    threads: int = 1
-    group_bytes: int = 512 * 1024
-    hessian: HessianSettings = field(default_factory=HessianSettings)
-    alpha: SpectraSettings = field(default_factory=SpectraSettings)
-    cka: CKASettings = field(default_factory=CKASettings)
-    mc: ConnectivitySettings = field(default_factory=ConnectivitySettings)
-    pairs: PairSettings = field(default_factory=PairSettings)
+    enabled: Bool = True
+    metrics: Annotated[tuple[str, ...], BeforeValidator(parse_families)] = DEFAULT_FAMILIES
+    checkpoint: Int = Field(default=-1, description="index into the stored checkpoints (negative from the end)")
+    max_population: Int = Field(default=64, gt=0)
+    threads: Int = Field(default=1, ge=0)
+    group_bytes: Int = Field(default=512 * 1024, ge=0)
+    hessian: HessianSettings = HessianSettings()
+    alpha: SpectraSettings = SpectraSettings()
+    cka: CKASettings = CKASettings()
+    mc: ConnectivitySettings = ConnectivitySettings()
+    pairs: PairSettings = PairSettings()
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None, prefix: str = "landscape") -> "LandscapeSettings":
+    def from_mapping(cls, mapping: Mapping[str, Any] | bool | None, prefix: str = "landscape") -> "LandscapeSettings":
         """Parse ``mapping`` (the value of a spec's ``landscape`` field); missing fields get defaults.
 
-        ``true``/``false`` alone switch the defaults on or off.
+        ``true``/``false`` alone switch the defaults on or off. Raises :class:`SpecError` naming the field.
         """
         if mapping is None or mapping is True:
             return cls()
         if mapping is False:
             return cls(enabled=False)
-        if not isinstance(mapping, Mapping):
-            raise _fail(prefix, f"expected a mapping of settings (or true/false), got {mapping!r}")
-        allowed = ["enabled", "metrics", "checkpoint", "max_population", "threads", "group_bytes", *_SECTIONS]
-        unknown = sorted(set(mapping) - set(allowed))
-        if unknown:
-            raise _fail(f"{prefix}.{unknown[0]}", f"unknown field; allowed fields are {allowed}")
-        kwargs: dict[str, Any] = {}
-        if "enabled" in mapping:
-            kwargs["enabled"] = _bool(mapping["enabled"], f"{prefix}.enabled")
-        if "metrics" in mapping:
-            kwargs["metrics"] = parse_families(mapping["metrics"], f"{prefix}.metrics")
-        if "checkpoint" in mapping:
-            kwargs["checkpoint"] = _any_int(mapping["checkpoint"], f"{prefix}.checkpoint")
-        if "max_population" in mapping:
-            kwargs["max_population"] = _int(1)(mapping["max_population"], f"{prefix}.max_population")
-        if "threads" in mapping:
-            kwargs["threads"] = _int(0)(mapping["threads"], f"{prefix}.threads")
-        if "group_bytes" in mapping:
-            kwargs["group_bytes"] = _int(0)(mapping["group_bytes"], f"{prefix}.group_bytes")
-        for key, section in _SECTIONS.items():
-            if key in mapping:
-                kwargs[key] = _parse_section(section, mapping[key], f"{prefix}.{key}")
-        return cls(**kwargs)
+        return validate(cls, mapping, prefix=prefix)
 
     def replace(self, **changes: Any) -> "LandscapeSettings":
-        return dataclasses.replace(self, **changes)
+        """These settings with ``changes`` (validated)."""
+        return validate(type(self), {**self.model_dump(), **changes})
 
     def only(self, names: Iterable[str] | str) -> "LandscapeSettings":
         """These settings with just the families ``names`` selected."""
-        return self.replace(metrics=parse_families(names, "--only"))
+        try:
+            return self.replace(metrics=parse_families(names))
+        except FieldError as exc:
+            raise spec_error(("--only", *exc.path), exc.message, unknown_name=exc.unknown_name) from None
 
     def to_record(self) -> dict[str, Any]:
         """Every setting as plain JSON types."""
-        return {"enabled": self.enabled, "metrics": list(self.metrics), "checkpoint": self.checkpoint,
-                "max_population": self.max_population, "threads": self.threads, "group_bytes": self.group_bytes,
-                **{key: dataclasses.asdict(getattr(self, key)) for key in _SECTIONS}}
+        rec = self.model_dump(mode="json")
+        rec["metrics"] = list(self.metrics)
+        return rec
+
+    def section(self, family: str) -> dict[str, Any]:
+        return getattr(self, family).model_dump(mode="json")
 
     def record(self, family: str) -> dict[str, Any]:
         """The settings that determine the values of ``family`` (stored with them). The checkpoint is
         stored beside them by the store; ``max_population``, ``threads`` and ``group_bytes`` only change speed, so they are
         left out."""
         if family == "barrier":  # the straight line is evaluated with the curve's evaluation settings
-            mc = dataclasses.asdict(self.mc)
+            mc = self.section("mc")
             rec = {k: mc[k] for k in ("n_points", "eval_split", "eval_samples", "sample_rule", "sample_seed")}
             rec["path"] = "straight line"
         elif family == "mc":
-            rec = {**dataclasses.asdict(self.mc), "curve": "quadratic bezier, endpoints fixed, bend trained",
+            rec = {**self.section("mc"), "curve": "quadratic bezier, endpoints fixed, bend trained",
                    "bend_init": "midpoint", "optimizer": "sgd", "t_sampling": "uniform, one t per pair per step"}
         else:
-            rec = dataclasses.asdict(getattr(self, family))
+            rec = self.section(family)
         if family == "hessian":
             rec.update(loss="mean cross-entropy", top_eigenvalue="power iteration (largest magnitude)",
                        trace="Hutchinson, Rademacher vectors")
         if family in PAIR_FAMILIES:
-            rec["pairs"] = {**dataclasses.asdict(self.pairs), "rule": "seeds of one grid_cell"}
+            rec["pairs"] = {**self.section("pairs"), "rule": "seeds of one grid_cell"}
         return rec
 
 
-def _parse_section(cls: type, value: Any, prefix: str) -> Any:
-    if not isinstance(value, Mapping):
-        raise _fail(prefix, f"expected a mapping, got {value!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
-        raise _fail(f"{prefix}.{unknown[0]}", f"unknown field; allowed fields are {sorted(fields)}")
-    return cls(**{k: fields[k].metadata["check"](v, f"{prefix}.{k}") for k, v in value.items()})
+register_schema("landscape")(LandscapeSettings)
+
+#: The ``landscape`` field of a spec: ``true``/``false`` (defaults on/off) or a mapping of settings.
+LandscapeField = Union[Bool, LandscapeSettings]
 
 
 def load_settings(source: str | Path | Mapping[str, Any] | LandscapeSettings | None) -> LandscapeSettings:
     """Settings from ``None`` (defaults), a mapping, or a YAML file; a mapping or file may hold the
-    settings themselves or a spec with a ``landscape`` field."""
+    settings themselves or a spec with a ``landscape`` field. Raises :class:`SpecError` naming the file
+    and the field."""
     if isinstance(source, LandscapeSettings):
         return source
     if source is None:
         return LandscapeSettings()
-    where = ""
+    where = None
     if not isinstance(source, Mapping):
         path = Path(source)
         if not path.is_file():
             raise SpecError(f"{path}: no such settings file")
-        where = f"{path}: "
+        where = str(path)
         try:
             source = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -286,7 +230,7 @@ def load_settings(source: str | Path | Mapping[str, Any] | LandscapeSettings | N
     try:
         return LandscapeSettings.from_mapping(source)
     except SpecError as exc:
-        raise SpecError(f"{where}{exc}") from exc
+        raise SpecError(f"{where}: {exc}" if where else str(exc)) from None
 
 
 #: Settings that make the 8-model test zoo take about a second or two (for tests and smoke runs).

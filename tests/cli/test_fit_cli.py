@@ -70,3 +70,14 @@ trainer: {{max_epochs: 4, enable_progress_bar: false, enable_model_summary: fals
     assert metrics["best_checkpoint"].startswith(str(run / "checkpoints"))
     assert metrics["test/mse"] < 1.0  # learned something: the target's variance is about 5
     assert (run / "metrics.csv").exists() and (run / "config.yaml").exists()
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["fit", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("weightzoo fit: error:") and "missing.yaml" in err[0]
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model: {class_path: no_such_module.Model}\n")
+    assert main(["fit", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_module" in err[0]

@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from generators.driver import BACKENDS, TaskCache, create_or_resume, generate, kind_of, pending_populations
+from generators.driver import backend_names, create_or_resume, generate, pending_populations
+from generators.kinds import TaskCache, get_zoo_kind
 from generators.population import train_population
 from generators.spec import load_spec
 from weightzoo.cli import main
@@ -19,7 +20,7 @@ from helpers.specs import TINY_SPEC
 
 
 def test_ray_is_a_backend_that_importing_generators_does_not_load():
-    assert {"local", "ray"} <= set(BACKENDS)
+    assert {"local", "ray"} <= set(backend_names())
     code = "import sys, generators, generators.driver; assert 'ray' not in sys.modules, 'ray was imported'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -59,7 +60,7 @@ def test_population_results_do_not_depend_on_the_thread_count(tmp_path):
                           seeds=8, optimizer={"name": "adam", "lr": 0.01}))
     z = create_or_resume(spec, tmp_path / "z.zarr")
     pop = pending_populations(z, spec)[-1]
-    job = kind_of(spec).job(z, spec, pop.model_ids, TaskCache(z))
+    job = get_zoo_kind(spec.kind).job(z, spec, pop.model_ids, TaskCache(z))
     before = torch.get_num_threads()
     results = []
     try:

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 import zoo
-from generators.phase_grid import generate, plan_models
+from generators.driver import generate
+from generators.phase_grid import plan_models
 from generators.population import Member, train_single
 from generators.phase_grid import population_config
 from generators.spec import load_spec

@@ -53,7 +53,7 @@ def test_bad_spec_names_the_field(tiny_spec, change, field):
 
 
 def test_unknown_dataset_and_architecture_are_unknown_name_errors(tiny_spec):
-    with pytest.raises(UnknownNameError, match="registered"):
+    with pytest.raises(UnknownNameError, match="choose from"):
         load_spec(_spec(tiny_spec, architecture={"name": "resnet"}))
     with pytest.raises(SpecError, match="unknown data source"):
         load_spec(_spec(tiny_spec, task={"source": "nope"}))

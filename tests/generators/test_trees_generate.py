@@ -162,7 +162,8 @@ def test_children_of_a_diverged_base_are_failed_with_the_reason(tmp_path):
 
 
 def test_a_child_whose_task_cannot_be_built_is_blocked_alone(tmp_path):
-    from generators.driver import TaskCache, pending_populations
+    from generators.driver import pending_populations
+    from generators.kinds import TaskCache
     from generators.model_tree import tree_job
 
     spec = load_spec("tree_quick")

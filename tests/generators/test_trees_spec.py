@@ -111,7 +111,7 @@ def test_bad_tree_spec_names_the_field(changes, field):
 
 
 def test_unknown_architecture_is_an_unknown_name_error():
-    with pytest.raises(UnknownNameError, match="registered"):
+    with pytest.raises(UnknownNameError, match="choose from"):
         load_spec(_tree(bases__architecture={"name": "resnet"}))
 
 

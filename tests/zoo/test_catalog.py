@@ -59,7 +59,7 @@ def test_invalid_entries_name_the_file_the_entry_and_the_field(tmp_path, changes
     with pytest.raises(CatalogError) as err:
         read_catalog_file(path)
     msg = str(err.value)
-    assert str(path) in msg and "zoos[1]" in msg and f"field '{field}'" in msg
+    assert msg.startswith(f"{path}: field 'zoos[1].{field}") and "(entry '" in msg  # the file, entry and field
 
 
 def test_catalog_file_errors(tmp_path):

@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 
+import generators  # noqa: F401  (registers the recipe builder that zoo.load(build=True) uses)
 import zoo
 from helpers.range_http_server import RangeHTTPServer
 from zoo.catalog import pack

@@ -71,5 +71,5 @@ def test_mismatched_weights_name_the_shape():
 
 
 def test_unknown_architecture_lists_registered():
-    with pytest.raises(UnknownNameError, match="registered"):
+    with pytest.raises(UnknownNameError, match="choose from"):
         build_architecture("resnet9000", (40,), 10)

@@ -123,10 +123,10 @@ def test_unknown_source_lists_the_sources():
     with pytest.raises(UnknownNameError) as info:
         build_task({"source": "foo"})
     message = str(info.value)
-    assert message.startswith("task.source: unknown data source 'foo'")
+    assert message.startswith("field 'task.source': unknown data source 'foo'")
     assert "mnist1d" in message and "digits" in message and "hf" in message
     assert isinstance(info.value, SpecError) and isinstance(info.value, KeyError)
-    with pytest.raises(SpecError, match="task:"):
+    with pytest.raises(SpecError, match="field 'task': expected a mapping"):
         normalize_task_spec(3)  # type: ignore[arg-type]
 
 
@@ -256,7 +256,7 @@ def test_class_subset_remaps_labels_in_listed_order():
 
 
 def test_class_subset_of_absent_classes_fails():
-    with pytest.raises(SpecError, match=r"task\.classes: class ids \[12\] do not occur"):
+    with pytest.raises(SpecError, match=r"field 'task\.classes': class ids \[12\] do not occur"):
         build_task({"source": "digits", "classes": [1, 12]})
 
 
@@ -413,30 +413,38 @@ def test_hf_errors_name_the_field_and_list_what_exists(hf_cache):
     path = hf_cache / "errs"
     datasets.DatasetDict({"train": ds, "validation": ds}).save_to_disk(str(path))
     base = {"source": "hf", "name": str(path)}
-    with pytest.raises(SpecError, match=r"task\.input_column: dataset .* has none of the columns") as info:
+    with pytest.raises(SpecError, match=r"field 'task\.input_column': dataset .* has none of the columns") as info:
         build_task(base)
     assert "'pixels'" in str(info.value)
-    with pytest.raises(SpecError, match=r"task\.input_column: .*no column 'pixel'.*'pixels'"):
+    with pytest.raises(SpecError, match=r"field 'task\.input_column': .*no column 'pixel'.*'pixels'"):
         build_task({**base, "input_column": "pixel"})
-    with pytest.raises(SpecError, match=r"task\.label_column: .*no column 'y'.*'label'"):
+    with pytest.raises(SpecError, match=r"field 'task\.label_column': .*no column 'y'.*'label'"):
         build_task({**base, "input_column": "pixels", "label_column": "y"})
-    with pytest.raises(SpecError, match=r"task\.train_split: .*no split 'fit'.*\['train', 'validation'\]"):
+    with pytest.raises(SpecError, match=r"field 'task\.train_split': .*no split 'fit'.*\['train', 'validation'\]"):
         build_task({**base, "input_column": "pixels", "train_split": "fit"})
-    with pytest.raises(SpecError, match=r"task\.test_split: .*no split 'val'.*\['train', 'validation'\]"):
+    with pytest.raises(SpecError, match=r"field 'task\.test_split': .*no split 'val'.*\['train', 'validation'\]"):
         build_task({**base, "input_column": "pixels", "test_split": "val"})
-    with pytest.raises(SpecError, match=r"task\.input_column: column 'name' does not hold numbers"):
+    with pytest.raises(SpecError, match=r"field 'task\.input_column': column 'name' does not hold numbers"):
         build_task({**base, "input_column": "name"})
-    with pytest.raises(SpecError, match=r"task\.label_column: column 'name' holds"):
+    with pytest.raises(SpecError, match=r"field 'task\.label_column': column 'name' holds"):
         build_task({**base, "input_column": "pixels", "label_column": "name"})
-    with pytest.raises(SpecError, match=r"task\.name: no local dataset"):
+    with pytest.raises(SpecError, match=r"field 'task\.name': no local dataset"):
         build_task({"source": "hf", "name": str(hf_cache / "absent")})
     ok = build_task({**base, "input_column": "pixels", "test_split": "validation", "standardize": False})
     assert ok.x_test.shape == (4, 2) and torch.equal(ok.x_test, ok.x_train)
 
 
 # --------------------------------------------------------------------------------------- registry
-def test_registered_user_source(monkeypatch):
-    monkeypatch.setattr(tasks, "_SOURCES", dict(tasks._SOURCES))  # registrations vanish after the test
+@pytest.fixture()
+def user_sources():
+    """Sources a test registers are unregistered after it."""
+    before = set(tasks.task_sources())
+    yield
+    for name in set(tasks.task_sources()) - before:
+        tasks.unregister_task_source(name)
+
+
+def test_registered_user_source(user_sources):
     calls = []
 
     @register_task_source("toy", {"n": 40, "dim": 3})
@@ -456,7 +464,7 @@ def test_registered_user_source(monkeypatch):
     assert set(data.y_train.tolist()) == {0, 1}
     build_task({"source": "toy", "dim": 5, "train_fraction": 0.5})
     assert len(calls) == 1  # the loaded arrays are cached in-process
-    with pytest.raises(SpecError, match=r"task\.size: unknown option for source 'toy'"):
+    with pytest.raises(SpecError, match=r"field 'task\.size': unknown option for source 'toy'"):
         normalize_task_spec({"source": "toy", "size": 3})
 
     @register_task_source("toy")
@@ -468,25 +476,24 @@ def test_registered_user_source(monkeypatch):
     data = build_task({"source": "toy", "anything": [1, 2], "standardize": False})
     assert calls[-1] == {"source": "toy", "anything": [1, 2]}
     assert data.x_test.shape == (2, 2) and float(data.x_test.sum()) == 4.0
-    with pytest.raises(SpecError, match=r"task\.anything: value .* is not JSON-serialisable"):
+    with pytest.raises(SpecError, match=r"field 'task\.anything': value .* is not JSON-serialisable"):
         normalize_task_spec({"source": "toy", "anything": object()})
     with pytest.raises(SpecError, match="task.classes"):
         register_task_source("clash", {"classes": None})
 
 
-def test_a_source_returning_bad_arrays_is_reported(monkeypatch):
-    monkeypatch.setattr(tasks, "_SOURCES", dict(tasks._SOURCES))
+def test_a_source_returning_bad_arrays_is_reported(user_sources):
 
     @register_task_source("broken")
     def broken(options: dict):
         return np.zeros((4, 2)), np.array([0, 1, 0]), np.zeros((2, 2)), np.array([0, 1])
 
-    with pytest.raises(SpecError, match=r"task\.source: source 'broken' gave 4 train inputs"):
+    with pytest.raises(SpecError, match=r"field 'task\.source': source 'broken' gave 4 train inputs"):
         build_task("broken")
 
     @register_task_source("broken")
     def mismatched(options: dict):
         return np.zeros((4, 2)), np.array([0, 1, 0, 1]), np.zeros((2, 3)), np.array([0, 1])
 
-    with pytest.raises(SpecError, match=r"task\.source: .*shape \(2,\) but test inputs of shape \(3,\)"):
+    with pytest.raises(SpecError, match=r"field 'task\.source': .*shape \(2,\) but test inputs of shape \(3,\)"):
         build_task("broken")

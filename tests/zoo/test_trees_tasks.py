@@ -42,7 +42,7 @@ def test_class_subset_within_relabelled_classes_uses_original_ids():
     child = build_task({"source": "digits", "classes": [3, 5, 8, 9], "class_subset": [8, 3]})
     assert child.n_classes == 4 and set(child.y_test.tolist()) == {0, 2}
     assert torch.equal(child.x_test, parent.x_test[np.isin(parent.y_test.numpy(), [0, 2])])
-    with pytest.raises(SpecError, match="task.class_subset: class ids \\[4\\]"):
+    with pytest.raises(SpecError, match="field 'task.class_subset': class ids \\[4\\]"):
         build_task({"source": "digits", "classes": [3, 5, 8, 9], "class_subset": [3, 4]})
 
 
@@ -52,7 +52,7 @@ def test_label_permutation_maps_every_label(source):
     assert torch.equal(child.x_train, source.x_train)
     assert torch.equal(child.y_train, torch.tensor(perm)[source.y_train])
     assert torch.equal(child.y_test, torch.tensor(perm)[source.y_test])
-    with pytest.raises(SpecError, match="task.label_permutation: has 3 entries but the task has 10 classes"):
+    with pytest.raises(SpecError, match="field 'task.label_permutation': has 3 entries but the task has 10 classes"):
         build_task({**SOURCE, "label_permutation": [2, 0, 1]})
 
 
@@ -79,7 +79,7 @@ def test_shift_of_2d_images_moves_the_last_axis():
     source = build_task("digits")
     shifted = build_task({"source": "digits", "corruption": {"kind": "shift", "level": 1}})
     assert torch.equal(shifted.x_train[..., 1:], source.x_train[..., :-1])
-    with pytest.raises(SpecError, match="task.corruption.level: a shift of 8 positions"):
+    with pytest.raises(SpecError, match="field 'task.corruption.level': a shift of 8 positions"):
         build_task({"source": "digits", "corruption": {"kind": "shift", "level": 8}})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from weightzoo.commands import download, fit, generate, info, interchange, landscape, phases
+from weightzoo.commands import download, fit, generate, info, interchange, landscape, phases, schema
 
 # Order of the groups in ``weightzoo --help``.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -20,5 +20,6 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     info.register,        # info
     download.register,    # download
     interchange.register,  # import, export
+    schema.register,       # schema
     fit.register,          # fit (weightnets, LightningCLI)
 ]

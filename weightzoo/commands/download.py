@@ -62,7 +62,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ZooError("give the NAME of a zoo to download, or --list to see the catalog")
-    z = load(args.name, args.root, catalog=catalog, build=args.build, progress=not args.quiet)
+    builder = None
+    if args.build:
+        from generators.driver import generate as builder  # trains the zoo from its recipe
+    z = load(args.name, args.root, catalog=catalog, build=args.build, builder=builder, progress=not args.quiet)
     print(f"{args.name}: {z.path}")
     print(f"  {z.n_models} models, architectures {sorted({a['name'] for a in z.architectures.values()})}, "
           f"checkpoints at epochs {z.checkpoint_epochs}; open it with zoo.load({args.name!r}) or zoo.open({z.path!r})")
