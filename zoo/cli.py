@@ -10,9 +10,8 @@ import argparse
 import sys
 from typing import Sequence
 
-from kernels.errors import KernelError
 from zoo.commands.fit import run_fit
-from zoo.errors import ZooError
+from zoo.errors import user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ZooError, KernelError) as exc:
-        print(f"weightzoo {args.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # a ZooError may arrive wrapped by a library (datasets, Ray): find it
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        print(f"weightzoo {args.command}: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"weightzoo {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)

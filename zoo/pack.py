@@ -53,7 +53,7 @@ def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS
                                               dtype=arr.dtype, fill_value=np.nan, **_CHECKED)
         blocks = list(row_blocks(arr.shape, arr.dtype, new.chunks))
         for sel in tqdm(blocks, desc=f"pack {key}", unit="block", disable=not progress):
-            new[sel] = arr[sel]
+            new[sel] = z.read_weights(key, sel)  # checked: a damaged or missing chunk stops the pack
         os.rename(base / key, base / f".{key}.unpacked")
         os.rename(base / tmp_name, base / key)
         shutil.rmtree(base / f".{key}.unpacked")

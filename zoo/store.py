@@ -23,6 +23,7 @@ once; a model counts as complete only once its status chunk is written.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -38,8 +39,18 @@ import pandas as pd
 import torch
 import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
+from zarr.core.buffer.cpu import NDBuffer
 
-from zoo.errors import ArchitectureMismatchError, CorruptChunkError, FormatVersionError, NotAZooError, ZooError
+from zoo.errors import (
+    CORRUPTION_ERRORS,
+    ArchitectureMismatchError,
+    CorruptChunkError,
+    FormatVersionError,
+    NotAZooError,
+    ZooError,
+    first_line,
+    is_corruption_message,
+)
 from zoo.format import (
     COMPLETE_STATUSES,
     FORMAT_VERSION,
@@ -49,6 +60,7 @@ from zoo.format import (
     to_jsonable,
 )
 from kernels.layout import ParamLayout
+from zoo.chunkio import direct_reader
 
 _CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
 
@@ -310,7 +322,7 @@ class Zoo:
         status = self.status_codes()
         df["status"] = [STATUS_NAMES.get(int(s), "unknown") for s in status]
         raw = np.asarray(self._read(self._root["results/record"], slice(None), "results/record"), dtype=object)
-        records = [json.loads(str(t)) if t else {} for t in raw]
+        records = [self._record(i, t) for i, t in enumerate(raw)]
         for key in ("wall_time_s", "diverged_epoch", "error"):
             df[key] = [r.get(key) for r in records]
         for lib in sorted({k for r in records for k in r.get("versions", {})}):
@@ -324,6 +336,19 @@ class Zoo:
             df["phase"] = pd.Series(self.phases(), index=df.index, dtype=object)
         return df
 
+    def _record(self, model_id: int, text: Any) -> dict:
+        """One model's ``results/record`` (JSON); text that is not a JSON object is a damaged chunk."""
+        if not text:
+            return {}
+        try:
+            record = json.loads(str(text))
+        except ValueError as exc:
+            raise CorruptChunkError(f"{self.path}: 'results/record' of model {model_id} is not valid JSON "
+                                    f"({first_line(exc)}); its chunk is damaged") from exc
+        if not isinstance(record, dict):
+            raise CorruptChunkError(f"{self.path}: 'results/record' of model {model_id} is not a JSON object")
+        return record
+
     def _row(self, model_id: int) -> pd.Series:
         mid = int(model_id)
         if not 0 <= mid < self.n_models:
@@ -331,28 +356,160 @@ class Zoo:
         return self._planned.iloc[mid]
 
     # ------------------------------------------------------------------ reading arrays
-    def _read(self, array: zarr.Array, selection: Any, name: str, oindex: bool = False) -> np.ndarray:
+    def read_array(self, path: str, selection: Any = slice(None), *, oindex: bool = False,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        """``selection`` of the array at ``path`` (e.g. ``"metrics/test_acc"``), read through zarr.
+
+        Every read of the store's data goes through here (weights through :meth:`read_weights`, which
+        adds the missing-chunk check), so damage has one meaning everywhere: a chunk that fails its
+        checksum, a zip member with a bad CRC, a chunk that cannot be decompressed or a truncated file
+        raises :class:`~zoo.errors.CorruptChunkError` naming the store and the array. ``oindex``:
+        orthogonal (per-axis integer) indexing; ``out``: a C-contiguous array of the selection's shape
+        to decode into (basic selections only).
+        """
+        array = self._root[path]
         try:
-            return array.oindex[selection] if oindex else array[selection]
-        except ValueError as exc:
-            if "checksum" in str(exc).lower():
-                raise CorruptChunkError(f"{self.path}: a chunk of '{name}' is corrupted ({exc})") from exc
-            raise
+            if out is not None:
+                array.get_basic_selection(selection, out=NDBuffer.from_numpy_array(out))
+                return out
+            return np.asarray(array.oindex[selection] if oindex else array[selection])
+        except CORRUPTION_ERRORS as exc:
+            if isinstance(exc, (ValueError, RuntimeError)) and not is_corruption_message(str(exc)):
+                raise
+            key = self._damaged_chunk(array, selection)
+            what = f"chunk '{key}'" if key else f"a chunk of '{path}'"
+            raise CorruptChunkError(f"{self.path}: {what} is damaged ({type(exc).__name__}: "
+                                    f"{first_line(exc)})") from exc
+
+    def _damaged_chunk(self, array: zarr.Array, selection: Any, limit: int = 4096) -> str | None:
+        """The key of the first chunk under ``selection`` that cannot be read (None if none is found
+        among the first ``limit`` chunks): a failed read only says *that* a chunk is damaged."""
+        grid = tuple(int(c) for c in array.metadata.chunk_grid.chunk_shape)
+        sel = selection if isinstance(selection, tuple) else (selection,)
+        if any(s is Ellipsis for s in sel):
+            sel = tuple(slice(None) for _ in grid)
+        sel = sel + (slice(None),) * (len(grid) - len(sel))
+        axes = []
+        for s, c, n in zip(sel, grid, array.shape):
+            if isinstance(s, slice):
+                start, stop, _ = s.indices(n)
+                axes.append(range(start // c, (max(stop, start + 1) - 1) // c + 1))
+            else:
+                axes.append(sorted({int(i) // c for i in np.atleast_1d(np.asarray(s))}))
+        for k, coords in enumerate(itertools.product(*axes)):
+            if k >= limit:
+                break
+            try:
+                array.blocks[coords]
+            except CORRUPTION_ERRORS:
+                return f"{array.path}/{array.metadata.encode_chunk_key(coords)}"
+        return None
+
+    def _read(self, array: zarr.Array, selection: Any, name: str, oindex: bool = False) -> np.ndarray:
+        return self.read_array(name, selection, oindex=oindex)
 
     def _chunk_exists(self, key: str) -> bool:
         from zarr.core.sync import sync
 
         return bool(sync(self._root.store.exists(key)))
 
-    def _check_missing(self, array: zarr.Array, model_ids: Sequence[int], rows: Sequence[int], ckpt: int,
-                       values: np.ndarray, status: np.ndarray) -> None:
-        """Chunks of complete, finite models must exist: a NaN there means a missing chunk."""
-        rows_per_chunk = int(array.metadata.chunk_grid.chunk_shape[0])  # > 1 once packed
-        for i, (mid, row) in enumerate(zip(model_ids, rows)):
-            if status[i] == STATUS_CODES["ok"] and np.isnan(values[i]).any():
-                key = f"{array.path}/c/{row // rows_per_chunk}/{ckpt}/0"
-                if not self._chunk_exists(key):
-                    raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {mid}, checkpoint {ckpt}) is missing")
+    def weights_array(self, arch_key: str) -> zarr.Array:
+        """The zarr array ``weights/<arch_key>`` ``[n_rows, n_checkpoints, n_params]`` (for its shape and
+        chunks; read its values through :meth:`read_weights`)."""
+        if arch_key not in self.architectures:
+            raise ZooError(f"{self.path}: no architecture {arch_key!r} (has {sorted(self.architectures)})")
+        return self._root[f"weights/{arch_key}"]
+
+    def arch_rows_to_ids(self, arch_key: str) -> np.ndarray:
+        """Model id of every row of ``weights/<arch_key>``: ``[n_rows]`` int64."""
+        planned = self._planned
+        sel = planned[planned["arch_key"] == arch_key]
+        out = np.full(int(self._root[f"weights/{arch_key}"].shape[0]), -1, dtype=np.int64)
+        out[sel["arch_row"].to_numpy(dtype=np.int64)] = sel["model_id"].to_numpy(dtype=np.int64)
+        return out
+
+    def read_weights(self, arch_key: str, rows: slice | Sequence[int], checkpoint: int | None = None, *,
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """The one checked read of ``weights/<arch_key>``: every reader of weights (``Zoo.weights``,
+        datasets, the batch loader, the exporters, packing) goes through it.
+
+        ``rows``: a slice (step 1) or row indices (``arch_row``, any order); ``checkpoint``: a checkpoint
+        index (values ``[n_rows, n_params]``) or None for every checkpoint (``[n_rows, n_checkpoints,
+        n_params]``); ``out``: an array of that shape to decode into (slices only).
+
+        Raises :class:`~zoo.errors.CorruptChunkError` for a damaged chunk (see :meth:`read_array`) and
+        for a *missing* chunk of a model whose status is ``ok`` or ``diverged`` (a model's weights are
+        written before its status, so a complete model always has its chunks; a missing one would
+        otherwise read as NaN), naming the chunk key, the model and the checkpoint. Rows of pending or
+        failed models read as the fill value (NaN).
+        """
+        path = f"weights/{arch_key}"
+        arr = self._root[path]
+        ckpt: Any = slice(None) if checkpoint is None else int(checkpoint)
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(arr.shape[0])
+            if step != 1:
+                raise ZooError(f"read_weights: row slices must have step 1, got {rows}")
+            row_ids = np.arange(start, stop, dtype=np.int64)
+            direct = direct_reader(arr) if checkpoint is not None and out is not None else None
+            if direct is not None:
+                direct.rows(start, stop, int(checkpoint), out)
+                values = out
+            else:
+                values = self.read_array(path, (slice(start, stop), ckpt, slice(None)), out=out)
+        else:
+            if out is not None:
+                raise ZooError("read_weights: out= needs a slice of rows")
+            row_ids = np.asarray(rows, dtype=np.int64).reshape(-1)
+            order = np.argsort(row_ids, kind="stable")
+            values = np.empty((len(row_ids), *arr.shape[1 if checkpoint is None else 2:]), dtype=np.float32)
+            if len(row_ids):
+                values[order] = self.read_array(path, (row_ids[order], ckpt, slice(None)), oindex=True)
+        self._check_missing(arch_key, row_ids, checkpoint, values)
+        return values
+
+    def verify(self, progress: bool = False) -> None:
+        """Read every array of the store through the checked reads (:meth:`read_weights` for weights,
+        :meth:`read_array` for the rest), block by block; raises :class:`~zoo.errors.CorruptChunkError`
+        at the first damaged chunk or missing weights chunk of a complete model. Used before publishing."""
+        from tqdm.auto import tqdm
+
+        from zoo.chunkio import row_blocks
+
+        paths = [name for name, node in self._root.members(max_depth=None)
+                 if isinstance(node, zarr.Array) and not any(part.startswith(".") for part in name.split("/"))]
+        for path in tqdm(sorted(paths), desc=f"verify {Path(str(self.path)).name}", unit="array", disable=not progress):
+            array = self._root[path]
+            for sel in row_blocks(array.shape, array.dtype, array.metadata.chunk_grid.chunk_shape):
+                if path.startswith("weights/"):
+                    self.read_weights(path.split("/", 1)[1], sel)
+                else:
+                    self.read_array(path, sel)
+
+    def _check_missing(self, arch_key: str, rows: np.ndarray, checkpoint: int | None, values: np.ndarray) -> None:
+        """A missing chunk reads as all NaN: for such rows of complete models, the chunk must exist."""
+        if values.size == 0:
+            return
+        all_nan = np.isnan(values[..., 0])  # cheap first test: a missing chunk is NaN everywhere
+        if not all_nan.any():
+            return
+        candidates = np.argwhere(all_nan)
+        candidates = [tuple(c) for c in candidates if np.isnan(values[tuple(c)]).all()]
+        if not candidates:
+            return
+        ids = self.arch_rows_to_ids(arch_key)[rows[[c[0] for c in candidates]]]
+        status = self.status_codes(ids)
+        arr = self._root[f"weights/{arch_key}"]
+        grid = arr.metadata.chunk_grid.chunk_shape
+        for c, mid, code in zip(candidates, ids, status):
+            if int(code) not in (STATUS_CODES["ok"], STATUS_CODES["diverged"]):
+                continue
+            ckpt = int(checkpoint) if checkpoint is not None else int(c[1])
+            coords = (int(rows[c[0]]) // int(grid[0]), ckpt // int(grid[1]), 0)
+            key = f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
+            if not self._chunk_exists(key):
+                raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {int(mid)}, checkpoint {ckpt}) is missing, "
+                                        f"but the model is {STATUS_NAMES[int(code)]}, so its weights were written")
 
     def checkpoint_index(self, checkpoint: int | None = -1, epoch: int | None = None) -> int:
         """Index into the checkpoint axis, from an index (negative counts from the end) or an epoch."""
@@ -411,24 +568,12 @@ class Zoo:
                 raise ZooError(f"{self.path}: models {[i for i, _ in bad[:10]]} have no stored weights "
                                f"(status {[s for _, s in bad[:10]]})")
         rows = [int(self._row(i)["arch_row"]) for i in ids]
-        return self.read_rows(key, rows, c, model_ids=ids, status=status)
+        return torch.from_numpy(self.read_weights(key, rows, c))
 
-    def read_rows(self, arch_key: str, rows: Sequence[int], checkpoint_index: int, *,
-                  model_ids: Sequence[int] | None = None, status: np.ndarray | None = None) -> torch.Tensor:
-        """Raw read of rows of ``weights/<arch_key>`` at one checkpoint index: ``[len(rows), n_params]``.
-
-        The fast path used by datasets; with ``model_ids`` and ``status`` it also detects missing chunks
-        of complete models.
-        """
-        arr = self._root[f"weights/{arch_key}"]
-        rows_a = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows_a)
-        values = np.empty((len(rows_a), arr.shape[2]), dtype=np.float32)
-        values[order] = self._read(arr, (rows_a[order], checkpoint_index, slice(None)), f"weights/{arch_key}",
-                                   oindex=True)
-        if model_ids is not None and status is not None:
-            self._check_missing(arr, model_ids, rows_a, checkpoint_index, values, status)
-        return torch.from_numpy(values)
+    def read_rows(self, arch_key: str, rows: Sequence[int], checkpoint_index: int) -> torch.Tensor:
+        """Rows of ``weights/<arch_key>`` at one checkpoint index: ``[len(rows), n_params]`` float32, through
+        the checked read :meth:`read_weights`."""
+        return torch.from_numpy(self.read_weights(arch_key, list(rows), checkpoint_index))
 
     def state_dict(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> "OrderedDict[str, torch.Tensor]":
         """``{parameter name: tensor}`` of one model at one checkpoint."""

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from zoo.errors import ZooError
+from zoo.errors import CorruptChunkError, ZooError
 from zoo.format import STATUS_CODES, STATUS_NAMES, to_jsonable
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task
@@ -57,6 +57,8 @@ def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tupl
     (``shapes[name]`` is one item's value shape)."""
     try:
         return fn(items)
+    except CorruptChunkError:  # a damaged store is not a metric that failed: stop with its error
+        raise
     except Exception as exc:  # noqa: BLE001 - a failing chunk must not stop the zoo
         chunk_error = exc
     parts: list[Values] = []
@@ -65,6 +67,8 @@ def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tupl
             if len(items) == 1:  # already tried alone
                 raise chunk_error
             parts.append(fn([item]))
+        except CorruptChunkError:
+            raise
         except Exception as exc:  # noqa: BLE001
             tally.failed += 1
             tally.errors.append(f"{item}: {type(exc).__name__}: {exc}")

@@ -43,8 +43,8 @@ def diff_stores(a: Zoo, b: Zoo, max_differences: int = 20) -> list[str]:
             continue
         dtype = sa.dtype(path)
         for sel in row_blocks(sa.shape(path), dtype, sa.chunks(path)):
-            va = as_numpy(a._root[path][sel], dtype)
-            vb = as_numpy(b._root[path][sel], dtype)
+            va = as_numpy(a.read_array(path, sel), dtype)
+            vb = as_numpy(b.read_array(path, sel), dtype)
             if not _equal(va, vb):
                 where = "" if sel is Ellipsis else f" (rows {sel.start}..{sel.stop - 1})"
                 out.append(f"values of {path!r} differ{where}")

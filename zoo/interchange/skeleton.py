@@ -182,12 +182,12 @@ def write_zoo_arrays(root: zarr.Group, skel: StoreSkeleton, records: Mapping[str
 
 
 def read_zoo_arrays(z: Zoo, skel: StoreSkeleton) -> dict[str, dict]:
-    return {p: encode_array(as_numpy(z._root[p][...], skel.dtype(p))) for p in skel.paths("zoo")}
+    return {p: encode_array(as_numpy(z.read_array(p, ...), skel.dtype(p))) for p in skel.paths("zoo")}
 
 
 def read_model_arrays(z: Zoo, skel: StoreSkeleton) -> dict[str, np.ndarray]:
     """Every ``model``-role array, whole: ``{path: [n_models, ...]}`` (small: scalars, metrics, curves)."""
-    return {p: as_numpy(z._root[p][...], skel.dtype(p)) for p in skel.paths("model")}
+    return {p: as_numpy(z.read_array(p, ...), skel.dtype(p)) for p in skel.paths("model")}
 
 
 def write_model_arrays(root: zarr.Group, values: Mapping[str, np.ndarray]) -> None:
@@ -238,18 +238,20 @@ class RowWriter:
 
 
 class RowReader:
-    """Reads rows of a weights array through one cached, chunk-aligned block (one zarr call per block)."""
+    """Reads rows ``[n_checkpoints, n_params]`` of ``weights/<arch_key>`` through one cached, chunk-aligned
+    block, read by the store's checked read :meth:`Zoo.read_weights <zoo.store.Zoo.read_weights>`."""
 
-    def __init__(self, array: zarr.Array) -> None:
-        self.array = array
-        self.block_rows = _block_rows(array)
+    def __init__(self, z: Zoo, arch_key: str) -> None:
+        self.z, self.arch_key = z, arch_key
+        self.n_rows = int(z.weights_array(arch_key).shape[0])
+        self.block_rows = _block_rows(z.weights_array(arch_key))
         self.start = -1
         self.block: np.ndarray | None = None
 
     def get(self, row: int) -> np.ndarray:
         start = row // self.block_rows * self.block_rows
         if start != self.start:
-            self.block = np.asarray(self.array[start:min(start + self.block_rows, self.array.shape[0])])
+            self.block = self.z.read_weights(self.arch_key, slice(start, min(start + self.block_rows, self.n_rows)))
             self.start = start
         return self.block[row - start]
 
