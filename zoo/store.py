@@ -192,9 +192,19 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
         store: Any = _remote_store(spath, mode)
     elif Path(spath).is_file():  # a directory store is a folder: a file can only be a zipped store
         if not zipfile.is_zipfile(spath):
+            with open(spath, "rb") as f:
+                head = f.read(4)
+            if head == b"PK\x03\x04":  # a zip's first member, but no directory at the end: cut short
+                raise NotAZooError(f"{spath}: truncated or corrupt zip archive ({Path(spath).stat().st_size} bytes: it "
+                                   "starts like a zip but its central directory at the end is missing or damaged, "
+                                   "e.g. an interrupted download or copy); fetch or copy it again")
             raise NotAZooError(f"{spath}: not a zip archive (a zipped zoo is a .zarr.zip made by 'weightzoo pack')")
         if mode != "r":
             raise ZooError(f"{spath}: a zipped store is read-only; unzip it into a directory to write to it")
+        try:  # read the central directory now, so that damage is named here
+            zipfile.ZipFile(spath).close()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise NotAZooError(f"{spath}: corrupt zip archive ({first_line(exc)}); fetch or copy it again") from exc
         store = zarr.storage.ZipStore(spath, mode="r")
     elif not Path(spath).exists():
         raise NotAZooError(f"{spath}: no such file or directory")
@@ -438,10 +448,11 @@ class Zoo:
         n_params]``); ``out``: an array of that shape to decode into (slices only).
 
         Raises :class:`~zoo.errors.CorruptChunkError` for a damaged chunk (see :meth:`read_array`) and
-        for a *missing* chunk of a model whose status is ``ok`` or ``diverged`` (a model's weights are
-        written before its status, so a complete model always has its chunks; a missing one would
-        otherwise read as NaN), naming the chunk key, the model and the checkpoint. Rows of pending or
-        failed models read as the fill value (NaN).
+        for a *missing* chunk of a model whose status is ``ok`` (its weights are written before its
+        status and are finite at every checkpoint, so its chunks exist; a missing one would otherwise
+        read as NaN), naming the chunk key, the model and the checkpoint. Rows of pending or failed
+        models read as the fill value (NaN), and so do a diverged model's all-NaN checkpoints (zarr does
+        not store a chunk that equals the fill value).
         """
         path = f"weights/{arch_key}"
         arr = self._root[path]
@@ -502,14 +513,14 @@ class Zoo:
         arr = self._root[f"weights/{arch_key}"]
         grid = arr.metadata.chunk_grid.chunk_shape
         for c, mid, code in zip(candidates, ids, status):
-            if int(code) not in (STATUS_CODES["ok"], STATUS_CODES["diverged"]):
+            if int(code) != STATUS_CODES["ok"]:  # diverged weights may be all NaN: zarr skips such chunks
                 continue
             ckpt = int(checkpoint) if checkpoint is not None else int(c[1])
             coords = (int(rows[c[0]]) // int(grid[0]), ckpt // int(grid[1]), 0)
             key = f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
             if not self._chunk_exists(key):
                 raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {int(mid)}, checkpoint {ckpt}) is missing, "
-                                        f"but the model is {STATUS_NAMES[int(code)]}, so its weights were written")
+                                        "but the model is ok, so its weights were written")
 
     def checkpoint_index(self, checkpoint: int | None = -1, epoch: int | None = None) -> int:
         """Index into the checkpoint axis, from an index (negative counts from the end) or an epoch."""
@@ -638,6 +649,10 @@ class Zoo:
     def split(self, name: str = "default") -> np.ndarray:
         """Split codes ``[n_models]`` int8: 0 train, 1 val, 2 test."""
         if name not in self.meta.get("splits", {}):
+            if not self.split_names:
+                raise ZooError(f"{self.path}: no split {name!r}: the store has no splits yet"
+                               + (self.unfinished_note() or "; write one with z.write_split(name, "
+                                  "zoo.splits.assign_split(z.models), settings) on zoo.open(path, mode='r+')"))
             raise ZooError(f"{self.path}: no split {name!r} (stored splits: {self.split_names})")
         return np.asarray(self._root[f"splits/{name}"][:])
 
@@ -671,7 +686,8 @@ class Zoo:
         ``shape`` (per model), ``description`` and every setting needed to recompute it."""
         stored = self.meta.get("landscape", {})
         if name not in stored:
-            raise ZooError(f"{self.path}: no landscape metric {name!r} (has {sorted(stored)})")
+            raise ZooError(f"{self.path}: no landscape metric {name!r} (has {sorted(stored)})"
+                           + (self.unfinished_note() if not stored else ""))
         return dict(stored[name])
 
     def declare_landscape(self, name: str, settings: Mapping[str, Any], *, checkpoint: int = -1,
@@ -756,7 +772,8 @@ class Zoo:
         """Pair metric ``name`` as a table: ``model_a``, ``model_b``, ``value`` (an array per row when the
         metric is not a scalar). Settings: ``z.meta["pairs"][name]``."""
         if name not in self.meta.get("pairs", {}):
-            raise ZooError(f"{self.path}: no pair metric {name!r} (has {self.pair_names})")
+            raise ZooError(f"{self.path}: no pair metric {name!r} (has {self.pair_names})"
+                           + (self.unfinished_note() if not self.pair_names else ""))
         g = self._root[f"pairs/{name}"]
         value = np.asarray(self._read(g["value"], slice(None), f"pairs/{name}/value"))
         return pd.DataFrame({"model_a": np.asarray(g["model_a"][:]), "model_b": np.asarray(g["model_b"][:]),
@@ -787,7 +804,8 @@ class Zoo:
         """Phase label per model ``[n_models]`` (object array of str, None where unlabelled)."""
         rule = self.meta.get("phases")
         if rule is None:
-            raise ZooError(f"{self.path}: no phase labels yet; run 'weightzoo phases {self.path}'")
+            raise ZooError(f"{self.path}: no phase labels yet"
+                           + (self.unfinished_note() or f"; run 'weightzoo phases {self.path}'"))
         names = list(rule["labels"])
         codes = np.asarray(self._root["phases/label"][:])
         return np.array([names[c] if c >= 0 else None for c in codes], dtype=object)
@@ -862,6 +880,22 @@ class Zoo:
             arr[int(model_id)] = values
         self._root["results/record"][int(model_id)] = json.dumps(to_jsonable(dict(record)))
         self._root["results/status"][int(model_id)] = STATUS_CODES[status]
+
+    # ------------------------------------------------------------------ summaries
+    def unfinished_note(self) -> str:
+        """``"; generation is unfinished: ..."`` (how many models are pending and how to finish) when the
+        store has pending models, else ``""``: added to errors about things written only at the end."""
+        pending = int((self.status_codes() == STATUS_CODES["pending"]).sum())
+        if not pending:
+            return ""
+        if self.meta.get("kind") == "imported":
+            how = "rerun the same 'weightzoo import' to resume it"
+        else:
+            name = self.meta.get("name") or "SPEC"
+            how = f"rerun 'weightzoo generate {name} --out {self.path}' (the same spec) to finish it"
+        return (f"; generation is unfinished: {pending} of {self.n_models} models are still pending, and splits, "
+                f"normalisation statistics, landscape metrics and phase labels are written once every model "
+                f"is complete ({how})")
 
     # ------------------------------------------------------------------ summaries
     def status_counts(self) -> dict[str, int]:
