@@ -191,6 +191,9 @@ def import_smallcnnzoo(src: str | Path, out: str | Path, progress: bool = True) 
     first = str(metrics.columns[0]) if len(metrics.columns) else ""
     if first.startswith("Unnamed") or first in ("", "checkpoint", "ckpt"):  # the checkpoint-path column
         metrics = metrics.set_index(metrics.columns[0])
+    if len(metrics) == 0 or weights.shape[0] == 0:
+        raise ZooError(f"{src}: the release holds no models ({mpath.name} has {len(metrics)} rows, {wpath.name} "
+                       f"{weights.shape[0]})")
     if len(metrics) != weights.shape[0]:
         raise ZooError(f"{mpath} has {len(metrics)} rows but {wpath} has {weights.shape[0]}; they must align")
     layout_rows = read_layout(lpath)

@@ -175,8 +175,11 @@ def export_hf(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
     try:
         with atomic_output(out) as tmp:
             try:
-                ds = datasets.Dataset.from_generator(_rows, features=features, gen_kwargs=gen_kwargs,
-                                                     cache_dir=str(cache))
+                if z.n_models == 0:  # from_generator refuses to build a dataset without rows
+                    ds = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+                else:
+                    ds = datasets.Dataset.from_generator(_rows, features=features, gen_kwargs=gen_kwargs,
+                                                         cache_dir=str(cache))
             except Exception as exc:  # datasets wraps what the row generator raised: raise ours as itself
                 cause = user_error(exc)
                 if cause is None:
@@ -184,7 +187,7 @@ def export_hf(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
                 raise cause from exc
             ds.info.description = json.dumps(doc)
             ds.info.dataset_name = str(z.meta.get("name", "weightzoo"))
-            ds.save_to_disk(str(tmp))
+            ds.save_to_disk(str(tmp), **({"num_shards": 1} if len(ds) == 0 else {}))  # 0 shards would not load
             del ds
     finally:
         shutil.rmtree(cache, ignore_errors=True)
