@@ -165,16 +165,23 @@ def write_results(z: Zoo, job: TrainingJob, result: Any) -> dict[str, int]:
     counts = {"ok": 0, "diverged": 0, "failed": 0}
     per_model = result.wall_time_s / len(job.members)
     width = z._root["curves/train_loss"].shape[1]
+    epochs = np.asarray(sorted({int(e) for e in job.config.checkpoint_epochs}))  # the metrics' checkpoint axis
     for j, mid in enumerate(job.model_ids):
         w = result.weights[j]
         finite = bool(torch.isfinite(w[-1]).all())
         status = "ok" if finite and result.diverged_epoch[j] < 0 else "diverged"
         record = {"wall_time_s": per_model, "population_size": len(job.members), "versions": versions,
                   "diverged_epoch": int(result.diverged_epoch[j]) if result.diverged_epoch[j] >= 0 else None}
+        metrics = {k: np.array(v[j], dtype=np.float32) for k, v in result.metrics.items()}
+        if status == "diverged":  # what non-finite weights "score" (e.g. argmax of NaN logits) is no measurement
+            after = ~torch.isfinite(w).all(dim=1).numpy()
+            if result.diverged_epoch[j] >= 0:
+                after |= epochs >= int(result.diverged_epoch[j])
+            for values in metrics.values():
+                values[after] = np.nan
         curve = np.full(width, np.nan, dtype=np.float32)  # models trained for fewer epochs than the widest
         curve[:result.curve.shape[1]] = result.curve[j]
-        z.write_model(mid, weights=w, metrics={k: v[j] for k, v in result.metrics.items()}, status=status,
-                      record=record, curve=curve)
+        z.write_model(mid, weights=w, metrics=metrics, status=status, record=record, curve=curve)
         counts[status] += 1
     return counts
 

@@ -1,6 +1,7 @@
 """Phase diagrams: PNG heatmaps over (load, temperature) of a phase-grid zoo, written with matplotlib.
 
-:func:`plot_heatmap` draws one column of the models table (mean over each cell's complete seeds);
+:func:`plot_heatmap` draws one column of the models table (mean over each cell's ``ok`` seeds; cells
+where seeds diverged are hatched, since diverged models have no measurements to average);
 :func:`plot_phase_map` draws the phase labels; :func:`plot_phase_diagrams` writes the standard set
 (test accuracy, train loss, log10 Hessian trace, mode connectivity, CKA, heavy-tail alpha, phases) and
 an overview figure with all of them side by side.
@@ -19,11 +20,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from zoo.store import Zoo  # noqa: E402
 
-from generators.grid_table import cell_table, grid_axes  # noqa: E402
+from generators.grid_table import cell_table, grid_axes, status_counts_table  # noqa: E402
 
 PHASE_COLORS = {"I": "#d62728", "II": "#ff7f0e", "III": "#9467bd", "IV-A": "#1f77b4", "IV-B": "#2ca02c"}
 UNLABELLED_COLOR = "#c7c7c7"
@@ -65,8 +66,20 @@ def _axes_ticks(ax, load: dict, temp: dict) -> None:
     ax.set_ylabel(f"{load['param']} (load)")
 
 
-def _draw_heatmap(ax, values: np.ndarray, load: dict, temp: dict, title: str, label: str, cmap: str,
-                  annotate: bool = True) -> None:
+def _mark_diverged(ax, diverged: np.ndarray, n_ok: np.ndarray, annotate: bool) -> bool:
+    """Hatch the cells where some seeds diverged (their values are not in the cell's mean); returns
+    whether any cell was marked."""
+    marked = False
+    for i, j in zip(*np.nonzero(diverged)):
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.35", linewidth=0))
+        if annotate and n_ok[i, j] == 0:
+            ax.text(j, i + 0.3, "all diverged", ha="center", va="center", fontsize=7, color="black")
+        marked = True
+    return marked
+
+
+def draw_heatmap(ax, values: np.ndarray, load: dict, temp: dict, title: str, label: str, cmap: str,
+                  annotate: bool = True, diverged: np.ndarray | None = None, n_ok: np.ndarray | None = None) -> None:
     centred = cmap in ("coolwarm", "RdBu", "RdBu_r", "bwr")
     finite = values[np.isfinite(values)]
     kwargs = {}
@@ -88,6 +101,9 @@ def _draw_heatmap(ax, values: np.ndarray, load: dict, temp: dict, title: str, la
                 ax.text(j, i, f"{v:.2g}" if abs(v) < 0.01 or abs(v) >= 100 else f"{v:.2f}", ha="center",
                         va="center", fontsize=7, color="white" if dark and not centred else "black")
     plt.colorbar(im, ax=ax, label=label)
+    if diverged is not None and _mark_diverged(ax, diverged, n_ok if n_ok is not None else np.ones_like(diverged),
+                                                annotate):
+        title += f"\nhatched: {int(diverged.sum())} diverged models, not in the means"
     ax.set_title(title, fontsize=10)
 
 
@@ -104,7 +120,7 @@ def _phase_grid(z: Zoo, models: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _draw_phase_map(ax, phases: np.ndarray, load: dict, temp: dict, title: str) -> None:
+def draw_phase_map(ax, phases: np.ndarray, load: dict, temp: dict, title: str) -> None:
     names = list(PHASE_COLORS)
     codes = np.array([[names.index(p) if p in names else len(names) for p in row] for row in phases])
     cmap = ListedColormap([*PHASE_COLORS.values(), UNLABELLED_COLOR])
@@ -140,15 +156,25 @@ def _save(fig: plt.Figure, out: str | Path) -> Path:
 def plot_heatmap(z: Zoo, column: str, out: str | Path, title: str | None = None, cmap: str = "viridis",
                  transform: Callable[[np.ndarray], np.ndarray] | None = None, label: str | None = None,
                  models: pd.DataFrame | None = None) -> Path:
-    """Heatmap of ``column`` (mean over each cell's complete seeds), load on y, temperature on x."""
+    """Heatmap of ``column`` (mean over each cell's ``ok`` seeds; cells with diverged seeds hatched), load
+    on y, temperature on x, written to ``out`` (PNG)."""
+    return _save(heatmap_figure(z, column, title, cmap, transform, label, models), out)
+
+
+def heatmap_figure(z: Zoo, column: str, title: str | None = None, cmap: str = "viridis",
+                   transform: Callable[[np.ndarray], np.ndarray] | None = None, label: str | None = None,
+                   models: pd.DataFrame | None = None) -> plt.Figure:
+    """The figure :func:`plot_heatmap` saves (one axes: the heatmap; then its colour bar)."""
     load, temp = grid_axes(z)
+    models = z.models if models is None else models
     values = cell_table(z, column, models)
     if transform is not None:
         values = transform(values)
     fig, ax = _figure(load, temp)
-    _draw_heatmap(ax, values, load, temp, title or f"{column} over the phase grid ({z.meta.get('name', '')})",
-                  label or column, cmap)
-    return _save(fig, out)
+    draw_heatmap(ax, values, load, temp, title or f"{column} over the phase grid ({z.meta.get('name', '')})",
+                  label or column, cmap, diverged=status_counts_table(z, "diverged", models),
+                  n_ok=status_counts_table(z, "ok", models))
+    return fig
 
 
 def plot_phase_map(z: Zoo, out: str | Path, models: pd.DataFrame | None = None) -> Path:
@@ -157,7 +183,7 @@ def plot_phase_map(z: Zoo, out: str | Path, models: pd.DataFrame | None = None) 
     models = z.models if models is None else models
     fig, ax = _figure(load, temp)
     rule = z.meta.get("phases", {})
-    _draw_phase_map(ax, _phase_grid(z, models), load, temp,
+    draw_phase_map(ax, _phase_grid(z, models), load, temp,
                     f"phases (rule {rule.get('name', '?')} v{rule.get('version', '?')})")
     return _save(fig, out)
 
@@ -193,10 +219,12 @@ def plot_phase_diagrams(z: Zoo, out_dir: str | Path, panels: Sequence[PanelSpec]
         rows = -(-n // cols)
         w, h = 0.7 * len(temp["values"]) + 3.2, 0.5 * len(load["values"]) + 2.4
         fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
+        diverged, n_ok = status_counts_table(z, "diverged", models), status_counts_table(z, "ok", models)
         for ax, (panel, values) in zip(axes.flat, drawn):
-            _draw_heatmap(ax, values, load, temp, panel.title, panel.label, panel.cmap, annotate=False)
+            draw_heatmap(ax, values, load, temp, panel.title, panel.label, panel.cmap, annotate=False,
+                          diverged=diverged, n_ok=n_ok)
         if phases is not None:
-            _draw_phase_map(axes.flat[len(drawn)], phases, load, temp, "phases")
+            draw_phase_map(axes.flat[len(drawn)], phases, load, temp, "phases")
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
         fig.suptitle(f"phase diagram of {z.meta.get('name', z.path)}")
