@@ -91,7 +91,9 @@ class HessianSettings:
     iters: int = _opt(100, _int(1), "most power iterations")
     tol: float = _opt(1e-3, _float(positive=False), "stop when the eigenvalue's relative change is below this")
     trace_vectors: int = _opt(100, _int(1), "most Rademacher vectors for the trace")
-    trace_tol: float = _opt(1e-3, _float(positive=False), "stop when the running mean's relative change is below this")
+    trace_tol: float = _opt(0.03, _float(positive=False),
+                            "stop when the trace's standard error is at most this fraction of its magnitude")
+    trace_min_vectors: int = _opt(10, _int(2), "fewest Rademacher vectors before trace_tol may stop the trace")
     seed: int = _opt(0, _any_int, "seed of the start vector and Rademacher vectors (combined with the model id)")
 
 
@@ -248,7 +250,7 @@ class LandscapeSettings:
             rec = dataclasses.asdict(getattr(self, family))
         if family == "hessian":
             rec.update(loss="mean cross-entropy", top_eigenvalue="power iteration (largest magnitude)",
-                       trace="Hutchinson, Rademacher vectors")
+                       trace="Hutchinson, Rademacher vectors; stops when its standard error <= trace_tol * |trace|")
         if family in PAIR_FAMILIES:
             rec["pairs"] = {**dataclasses.asdict(self.pairs), "rule": "seeds of one grid_cell"}
         return rec
@@ -292,7 +294,8 @@ def load_settings(source: str | Path | Mapping[str, Any] | LandscapeSettings | N
 #: Settings that make the 8-model test zoo take about a second or two (for tests and smoke runs).
 QUICK = {
     "metrics": list(FAMILIES),
-    "hessian": {"n_train": 64, "n_test": 64, "iters": 20, "tol": 1e-2, "trace_vectors": 8, "trace_tol": 1e-2},
+    "hessian": {"n_train": 64, "n_test": 64, "iters": 20, "tol": 1e-2, "trace_vectors": 8, "trace_tol": 1e-2,
+                "trace_min_vectors": 4},
     "cka": {"n_samples": 64},
     "mc": {"epochs": 1, "batch_size": 64, "n_points": 5, "eval_samples": 128},
 }
