@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from zoo.dataset import norm_stats
 from zoo.errors import SpecError
 from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions
+from zoo.lock import locks_store
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.tasks import TaskData, build_task
 
@@ -280,15 +281,20 @@ POST_GENERATION_STEPS: list[Callable[..., None]] = [write_splits, write_norm_sta
                                                    label_phases_step]
 
 
+@locks_store("out")
 def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: bool = True, backend: str = "local",
              stages: Sequence[int] | None = None, address: str | None = None,
-             backend_options: Mapping[str, Any] | None = None) -> Zoo:
+             backend_options: Mapping[str, Any] | None = None, wait: bool = False) -> Zoo:
     """Create (or resume) the zoo of ``spec`` at ``out`` and train every model not yet complete.
 
     ``spec`` is a spec object, a YAML path, a shipped spec name or a dict, of any kind. Stages run in
     order (``stages`` restricts them, e.g. ``[0]`` trains only a tree's bases); then
     :data:`POST_GENERATION_STEPS`. ``backend`` (a :data:`BACKENDS` name) trains each stage; ``address``
     (the Ray cluster, ``auto`` or ``HOST:PORT``) and ``backend_options`` (e.g. ``cpus_per_task``) go to it.
+
+    The whole run holds the store's writer lock (:func:`zoo.lock.store_lock`): a second generation of
+    the same ``out`` raises :class:`~zoo.errors.StoreLockedError` naming this one, or with ``wait``
+    waits for it (and then finds the zoo complete, or resumes it).
     """
     if backend not in BACKENDS:
         raise SpecError(f"backend {backend!r} is not available; this version has {sorted(BACKENDS)}")

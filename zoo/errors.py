@@ -30,6 +30,11 @@ class ArchitectureMismatchError(ZooError, LayoutMismatchError):
     path and model to."""
 
 
+class StoreLockedError(ZooError):
+    """Another process is writing the store (``zoo.lock``); the message names it (pid, host, command,
+    since when)."""
+
+
 class SpecError(ZooError):
     """A generation spec is invalid; the message names the field."""
 

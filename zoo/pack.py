@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 
 from zoo.chunkio import row_blocks
 from zoo.errors import ZooError
+from zoo.lock import locks_store
 from zoo.store import _CHECKED, Zoo, open_zoo
 
 DEFAULT_MODELS_PER_CHUNK = 256
 
 
+@locks_store("path")  # rewrites arrays in place: one writer at a time (zoo.lock)
 def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS_PER_CHUNK,
                  progress: bool = True) -> Zoo:
     """Rechunk every weights array of the complete local store at ``path`` to ``(models_per_chunk, 1,

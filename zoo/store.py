@@ -155,7 +155,13 @@ def create_zoo(
             "normalization": {},
             **dict(attrs or {}),
         })
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # another writer created it meanwhile (callers without zoo.lock.store_lock)
+            if path.exists():
+                raise ZooError(f"{path} was created by another process while this one created it; open it with "
+                               "zoo.open(..., mode='r+') (weightzoo's commands hold zoo.lock.store_lock)") from exc
+            raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from zoo.errors import CorruptChunkError, ZooError
 from zoo.format import STATUS_CODES, STATUS_NAMES, to_jsonable
+from zoo.lock import locks_store
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task
 
@@ -270,6 +271,7 @@ class _Run:
                 "barrier_loss_curve": loss, "barrier_error_curve": err}
 
 
+@locks_store("z")  # one writer per store (zoo.lock); re-entrant inside 'weightzoo generate'
 def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | str | Path | None = None, *,
                       model_ids: Sequence[int] | None = None, progress: bool = True) -> dict[str, Any]:
     """Compute every enabled landscape metric of the complete (``ok``) models of ``z`` (opened with

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from zoo.errors import ZooError
 from zoo.format import STATUS_CODES, architecture_key, library_versions
 from zoo.atomic import atomic_output
+from zoo.lock import store_lock
 from kernels.layout import ParamLayout
 from zoo.store import Zoo, create_zoo, open_zoo
 
@@ -154,7 +155,7 @@ def build_store(plan: ImportPlan, out: str | os.PathLike, load: Callable[[int], 
     attrs = {"kind": "imported", "name": out.stem,
              "import": {"importer": plan.importer, "source": plan.source, "fingerprint": plan.fingerprint,
                         "versions": library_versions(), **plan.attrs}}
-    with atomic_output(out, stable=True) as tmp:
+    with store_lock(out), atomic_output(out, stable=True) as tmp:  # one import into 'out' at a time
         z = _open_or_create(tmp, plan, attrs)
         codes = z.status_codes()
         todo = [i for i in range(z.n_models) if codes[i] == STATUS_CODES["pending"]]
