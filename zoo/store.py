@@ -249,16 +249,28 @@ class Zoo:
     """A model zoo: the models table, weights per checkpoint, metrics, layouts, splits and tasks."""
 
     def __init__(self, root: zarr.Group, path: str, writable: bool = False) -> None:
-        self._root = root
+        self._group = root
+        self._pid = os.getpid()
         self.path = path
         self.writable = writable
         self._task_cache: dict[str, Any] = {}
+
+    @property
+    def _root(self) -> zarr.Group:
+        """The store's root group, opened by this process: a process forked from the one that opened the
+        zoo (a DataLoader worker) reopens it on first use, since the handles it inherited are not its
+        own (a zip's file offset is shared with the parent; an HTTP session belongs to the parent's event
+        loop)."""
+        if self._pid != os.getpid():
+            self._group = open_zoo(self.path, mode="r+" if self.writable else "r")._group
+            self._pid = os.getpid()
+        return self._group
 
     def __repr__(self) -> str:
         return (f"Zoo({self.path!r}, n_models={self.n_models}, architectures={list(self.architectures)}, "
                 f"checkpoints={self.checkpoint_epochs})")
 
-    def __getstate__(self) -> dict:  # picklable for DataLoader workers and Ray: reopen by path
+    def __getstate__(self) -> dict:  # picklable for spawned DataLoader workers and Ray: reopen by path
         return {"path": self.path, "writable": self.writable}
 
     def __setstate__(self, state: dict) -> None:
