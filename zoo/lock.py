@@ -59,12 +59,15 @@ def _describe(info: dict | None) -> str:
 
 
 @contextmanager
-def store_lock(store: str | os.PathLike, *, wait: bool = False, command: str | None = None) -> Iterator[None]:
+def store_lock(store: str | os.PathLike, *, wait: bool = False, command: str | None = None,
+               seal: bool = True) -> Iterator[None]:
     """Hold the writer lock of the local store ``store`` for the ``with`` block.
 
     If another process holds it, raise :class:`~zoo.errors.StoreLockedError` naming the holder, or with
     ``wait`` say so on stderr and block until it is free. ``command`` describes this writer in the
-    holder file (default: this process's command line). URLs (read-only stores) need no lock.
+    holder file (default: this process's command line). When the outermost block of this process ends
+    without an error and ``seal``, a complete store is consolidated (:meth:`zoo.store.Zoo.consolidate`)
+    before the lock is released. URLs (read-only stores) need no lock.
     """
     if "://" in str(store):
         yield
@@ -106,6 +109,10 @@ def store_lock(store: str | os.PathLike, *, wait: bool = False, command: str | N
         _held[key] = [lock, 1]
     try:
         yield
+        if seal:
+            from zoo.store import seal_if_complete
+
+            seal_if_complete(store)  # the writer is done: consolidate a complete store for its readers
     finally:
         with _guard:
             del _held[key]

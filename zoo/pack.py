@@ -42,6 +42,7 @@ def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS
     if pending:
         raise ZooError(f"{path}: {pending} models are still pending; pack a store only once every model is "
                        "written (packed chunks are shared by many models, so concurrent writers would collide)")
+    z.unseal()  # arrays are replaced below through zarr: no reader may keep the old consolidated metadata
     base = Path(path) / "weights"
     for key in sorted(z.architectures):
         _finish_interrupted_swap(base, key)

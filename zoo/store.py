@@ -23,9 +23,11 @@ once; a model counts as complete only once its status chunk is written.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
+import warnings
 import shutil
 import uuid
 import zipfile
@@ -57,12 +59,46 @@ from zoo.format import (
     ROOT_ATTR,
     STATUS_CODES,
     STATUS_NAMES,
+    decode_array,
+    encode_array,
     to_jsonable,
 )
 from kernels.layout import ParamLayout
 from zoo.chunkio import direct_reader
 
 _CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
+
+
+#: The snapshot array of a consolidated store, its document's format, and the root attribute with its hash.
+SNAPSHOT = "consolidated"
+SNAPSHOT_FORMAT = "weightzoo-consolidated"
+CONSOLIDATED_ATTR = "consolidated"
+
+
+def _token(text: str) -> str:
+    """The hash a consolidated store records for its snapshot (the same data gives the same token)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _plain(values: np.ndarray) -> np.ndarray:
+    """A zarr read as a plain NumPy array (strings as an object array of ``str``)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "OTUS":
+        return np.asarray([str(v) for v in values.ravel()], dtype=object).reshape(values.shape)
+    return values
+
+
+def seal_if_complete(path: str | os.PathLike) -> bool:
+    """Consolidate the local store at ``path`` if it exists, is a zoo and is complete (see
+    :meth:`Zoo.consolidate`); what weightzoo's writing commands do when they finish. Returns whether it
+    sealed."""
+    if _is_remote(str(path)) or not (Path(path) / "zarr.json").is_file():
+        return False
+    try:
+        z = open_zoo(path, mode="r+")
+    except ZooError:
+        return False
+    return z.consolidate()
 
 
 def _is_remote(path: str) -> bool:
@@ -217,7 +253,8 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
     else:
         store = spath
     try:
-        root = zarr.open_group(store, mode=mode, zarr_format=3)
+        # readers use consolidated metadata when a sealed store has it; writers never (they change the store)
+        root = zarr.open_group(store, mode=mode, zarr_format=3, use_consolidated=None if mode == "r" else False)
     except Exception as exc:  # zarr raises several types for "not a group"
         raise NotAZooError(f"{spath} is not a zoo: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
     meta = root.attrs.get(ROOT_ATTR)
@@ -254,6 +291,8 @@ class Zoo:
         self.path = path
         self.writable = writable
         self._task_cache: dict[str, Any] = {}
+        self._sealing = False
+        self._snapshot_cache: dict | bool | None = None  # None: not looked at yet; False: none usable
 
     @property
     def _root(self) -> zarr.Group:
@@ -318,13 +357,130 @@ class Zoo:
             raise ZooError(f"{self.path}: no architecture {arch_key!r} (has {sorted(archs)})")
         return ParamLayout.from_record(archs[arch_key]["layout"])
 
+    # ------------------------------------------------------------------ consolidation (format_version 2)
+    def snapshot_paths(self) -> list[str]:
+        """The small per-model arrays a consolidated store carries in its snapshot: the models table's
+        sources (``models/*``, ``results/*``, ``metrics/*``, scalar ``landscape/*``, ``phases/label``)."""
+        root = self._root
+        paths = [f"{g}/{name}" for g in ("models", "results", "metrics") if g in root
+                 for name in sorted(root[g].array_keys())]
+        paths += [f"landscape/{name}" for name, info in sorted(self.meta.get("landscape", {}).items())
+                  if not info.get("shape") and f"landscape/{name}" in root]
+        if "phases" in self.meta and "phases/label" in root:
+            paths.append("phases/label")
+        return paths
+
+    def consolidated(self) -> bool:
+        """Whether the store is sealed and its seal is current: consolidated metadata in the root
+        ``zarr.json`` and a snapshot whose hash the root attributes record."""
+        info = self.meta.get(CONSOLIDATED_ATTR)
+        if not isinstance(info, Mapping) or not self._exists(f"{SNAPSHOT}/zarr.json"):
+            return False
+        doc = self._root_document()
+        return doc.get("consolidated_metadata") is not None and info.get("token") == _token(self._snapshot_text())
+
+    def consolidate(self) -> bool:
+        """Seal a complete store for fast remote reading; returns whether it sealed (False: it has pending
+        models, or is sealed already).
+
+        Writes the snapshot array ``consolidated`` (the :meth:`snapshot_paths` arrays, whole, in one JSON
+        document), records its hash under the root attribute ``consolidated``, sets ``format_version`` 2 and
+        writes zarr's consolidated metadata (every node's ``zarr.json`` in the root one). Opening a sealed
+        store and reading its models table then takes two reads (root ``zarr.json``, the snapshot) however
+        many models it has. Any later write unseals it first (:meth:`unseal`); weightzoo's writing commands
+        seal again when they finish (``zoo.lock.store_lock``).
+        """
+        self._require_writable_only()
+        if (self.status_codes() == STATUS_CODES["pending"]).any() or self.consolidated():
+            return False
+        self.unseal()  # a stale seal goes first
+        paths = self.snapshot_paths()
+        doc = {"format": SNAPSHOT_FORMAT, "version": 1, "n_models": self.n_models,
+               "arrays": {p: encode_array(_plain(self.read_array(p))) for p in paths}}
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        self._sealing = True
+        try:
+            arr = self._root.create_array(SNAPSHOT, shape=(1,), chunks=(1,), dtype=str, overwrite=True)
+            arr[0] = text
+            self._update_meta(format_version=FORMAT_VERSION,
+                              **{CONSOLIDATED_ATTR: {"token": _token(text), "arrays": paths}})
+            with warnings.catch_warnings():  # "not part of the Zarr format 3 specification": documented in FORMAT.md
+                warnings.simplefilter("ignore")
+                zarr.consolidate_metadata(self._root.store)
+        finally:
+            self._sealing = False
+        return True
+
+    def unseal(self) -> None:
+        """Drop the seal of a consolidated store (the snapshot, its hash and zarr's consolidated metadata)
+        before changing it, so that no reader ever takes a stale snapshot or misses a new array. Every
+        write method calls it; so must code that changes a store through zarr directly."""
+        self._require_writable_only()
+        if not self._exists(f"{SNAPSHOT}/zarr.json") and self._root_document().get("consolidated_metadata") is None:
+            return
+        doc = self._root_document()
+        doc.pop("consolidated_metadata", None)
+        doc.get("attributes", {}).get(ROOT_ATTR, {}).pop(CONSOLIDATED_ATTR, None)
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        store = self._group.store
+        sync(store.set("zarr.json", default_buffer_prototype().buffer.from_bytes(json.dumps(doc, indent=2).encode())))
+        sync(store.delete_dir(SNAPSHOT))
+        self._group = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
+        self._snapshot_cache = None
+
+    def _require_writable_only(self) -> None:
+        if not self.writable:
+            raise ZooError(f"{self.path} is open read-only; open it with zoo.open(path, mode='r+') to change it")
+
+    def _exists(self, key: str) -> bool:
+        from zarr.core.sync import sync
+
+        return bool(sync(self._root.store.exists(key)))
+
+    def _root_document(self) -> dict:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        buf = sync(self._root.store.get("zarr.json", prototype=default_buffer_prototype()))
+        return json.loads(buf.to_bytes()) if buf is not None else {}
+
+    def _snapshot_text(self) -> str:
+        return str(self.read_array(SNAPSHOT)[0])
+
+    def _snapshot(self) -> dict | None:
+        """The decoded snapshot of a sealed store, for read-only zoos opened with its consolidated metadata
+        (writers always read the arrays themselves); None when there is none or it does not match its
+        recorded hash."""
+        if self.writable:
+            return None
+        if self._snapshot_cache is None:
+            self._snapshot_cache = False
+            info = self.meta.get(CONSOLIDATED_ATTR)
+            consolidated = self._group.metadata.consolidated_metadata
+            if isinstance(info, Mapping) and consolidated is not None and SNAPSHOT in consolidated.metadata:
+                text = self._snapshot_text()
+                if _token(text) == info.get("token"):
+                    doc = json.loads(text)
+                    self._snapshot_cache = dict(doc.get("arrays", {}))
+        return self._snapshot_cache or None
+
+    def _whole(self, path: str) -> np.ndarray:
+        """All of the array at ``path``: from a sealed store's snapshot when it holds it (no request per
+        chunk), else read through :meth:`read_array`."""
+        snapshot = self._snapshot()
+        if snapshot is not None and path in snapshot:
+            return decode_array(snapshot[path], f"{self.path}: snapshot of {path!r}")
+        return self.read_array(path)
+
     # ------------------------------------------------------------------ models table
     @cached_property
     def _planned(self) -> pd.DataFrame:
         cols = self.meta["columns"]
         data = {}
         for col, info in cols.items():
-            values = np.asarray(self._root[f"models/{col}"][:])
+            values = np.asarray(self._whole(f"models/{col}"))
             if info["kind"] == "category":
                 data[col] = np.asarray(info["categories"], dtype=object)[values]
             else:
@@ -333,9 +489,10 @@ class Zoo:
 
     def status_codes(self, ids: Sequence[int] | None = None) -> np.ndarray:
         """``[n_models]`` (or ``[len(ids)]``) int8 status codes (see :data:`zoo.format.STATUS_CODES`), read fresh."""
+        if ids is None or self._snapshot() is not None:
+            codes = np.asarray(self._whole("results/status"))
+            return codes if ids is None else codes[np.asarray(ids, dtype=np.int64)]
         arr = self._root["results/status"]
-        if ids is None:
-            return np.asarray(self._read(arr, slice(None), "results/status"))
         ids = np.asarray(ids, dtype=np.int64)
         order = np.argsort(ids)
         out = np.empty(len(ids), dtype=np.int8)
@@ -349,14 +506,14 @@ class Zoo:
         df = self._planned.copy()
         status = self.status_codes()
         df["status"] = [STATUS_NAMES.get(int(s), "unknown") for s in status]
-        raw = np.asarray(self._read(self._root["results/record"], slice(None), "results/record"), dtype=object)
+        raw = np.asarray(self._whole("results/record"), dtype=object)
         records = [self._record(i, t) for i, t in enumerate(raw)]
         for key in ("wall_time_s", "diverged_epoch", "error"):
             df[key] = [r.get(key) for r in records]
         for lib in sorted({k for r in records for k in r.get("versions", {})}):
             df[f"version_{lib}"] = [r.get("versions", {}).get(lib) for r in records]
         for name in self.metric_names:
-            df[name] = np.asarray(self._read(self._root[f"metrics/{name}"], (slice(None), -1), f"metrics/{name}"))
+            df[name] = np.asarray(self._whole(f"metrics/{name}"))[:, -1]
         for name, info in self.meta.get("landscape", {}).items():
             if not info.get("shape"):  # scalar per model: one column
                 df[name] = self.landscape(name)
@@ -384,7 +541,7 @@ class Zoo:
         return self._planned.iloc[mid]
 
     # ------------------------------------------------------------------ reading arrays
-    def read_array(self, path: str, selection: Any = slice(None), *, oindex: bool = False,
+    def read_array(self, path: str, selection: Any = Ellipsis, *, oindex: bool = False,
                    out: np.ndarray | None = None) -> np.ndarray:
         """``selection`` of the array at ``path`` (e.g. ``"metrics/test_acc"``), read through zarr.
 
@@ -647,9 +804,9 @@ class Zoo:
         if name not in self.metric_names:
             raise ZooError(f"{self.path}: no metric {name!r} (has {self.metric_names})")
         sel = slice(None) if ids is None else np.asarray(sorted(ids))
-        arr = self._root[f"metrics/{name}"]
         if ids is None:
-            return np.asarray(self._read(arr, sel, f"metrics/{name}"))
+            return np.asarray(self._whole(f"metrics/{name}"))
+        arr = self._root[f"metrics/{name}"]
         order = np.argsort(np.asarray(ids))
         out = np.empty((len(ids), arr.shape[1]), dtype=np.float32)
         out[order] = self._read(arr, (sel, slice(None)), f"metrics/{name}", oindex=True)
@@ -747,9 +904,9 @@ class Zoo:
     def landscape(self, name: str, ids: Sequence[int] | None = None) -> np.ndarray:
         """Landscape metric ``[n_models (or len(ids)), *shape]``; NaN where not computed."""
         self.landscape_settings(name)
-        arr = self._root[f"landscape/{name}"]
         if ids is None:
-            return np.asarray(self._read(arr, slice(None), f"landscape/{name}"))
+            return np.asarray(self._whole(f"landscape/{name}"))
+        arr = self._root[f"landscape/{name}"]
         ids = np.asarray(ids, dtype=np.int64)  # read only those models' chunks
         order = np.argsort(ids)
         out = np.empty((len(ids), *arr.shape[1:]), dtype=arr.dtype)
@@ -825,7 +982,7 @@ class Zoo:
             raise ZooError(f"{self.path}: no phase labels yet"
                            + (self.unfinished_note() or f"; run 'weightzoo phases {self.path}'"))
         names = list(rule["labels"])
-        codes = np.asarray(self._root["phases/label"][:])
+        codes = np.asarray(self._whole("phases/label"))
         return np.array([names[c] if c >= 0 else None for c in codes], dtype=object)
 
     # ------------------------------------------------------------------ model trees
@@ -849,8 +1006,11 @@ class Zoo:
 
     # ------------------------------------------------------------------ writing results
     def _require_writable(self, what: str) -> None:
+        """Every write goes through here: refuse read-only zoos, and unseal a consolidated store first."""
         if not self.writable:
             raise ZooError(f"{self.path} is open read-only; open with zoo.open(path, mode='r+') to {what}")
+        if not self._sealing:
+            self.unseal()
 
     def write_model(self, model_id: int, *, weights: torch.Tensor | np.ndarray | None,
                     metrics: Mapping[str, np.ndarray], status: str, record: Mapping[str, Any],

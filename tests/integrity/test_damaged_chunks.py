@@ -62,6 +62,7 @@ def test_cli_commands_print_one_line_and_exit_2(damaged, tmp_path, capsys):
 def test_a_damaged_record_or_status_chunk_is_named(tiny_zoo_path, tmp_path, capsys):
     path = tmp_path / "records.zarr"
     shutil.copytree(tiny_zoo_path, path)
+    zoo.open(path, mode="r+").unseal()  # read the chunks themselves, not a consolidated store's snapshot
     _flip(path / "results" / "record" / "c" / "4", 0)  # zstd frame: no checksum, decoding fails
     assert main(["info", str(path), "--json"]) == 0  # info does not read the records
     with pytest.raises(CorruptChunkError, match="results/record"):

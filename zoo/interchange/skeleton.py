@@ -14,7 +14,6 @@ attributes; only the data travels in the format's own layout. Arrays are sorted 
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from zarr.core.sync import sync
 
 from zoo.chunkio import block_rows
 from zoo.errors import ZooError
-from zoo.format import ROOT_ATTR
+from zoo.format import ROOT_ATTR, decode_array, encode_array
 from zoo.store import Zoo
 
 PER_MODEL_GROUPS = ("models", "results", "metrics", "curves", "splits", "landscape", "phases")
@@ -146,26 +145,6 @@ def as_numpy(values: Any, dtype: np.dtype) -> np.ndarray:
     if dtype == object:
         return np.asarray([str(v) for v in np.asarray(values).ravel()], dtype=object).reshape(np.shape(values))
     return np.asarray(values, dtype=dtype)
-
-
-def encode_array(values: np.ndarray) -> dict:
-    """A JSON-able record of a small array: raw little-endian bytes in base64 (strings as a list)."""
-    if values.dtype == object:
-        return {"dtype": "string", "shape": list(values.shape), "values": [str(v) for v in values.ravel()]}
-    data = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-    return {"dtype": values.dtype.str.lstrip("<>|="), "shape": list(values.shape),
-            "base64": base64.b64encode(data.tobytes()).decode("ascii")}
-
-
-def decode_array(rec: Mapping[str, Any], where: str) -> np.ndarray:
-    try:
-        shape = tuple(int(s) for s in rec["shape"])
-        if rec["dtype"] == "string":
-            return np.asarray(list(rec["values"]), dtype=object).reshape(shape)
-        dtype = np.dtype(rec["dtype"]).newbyteorder("<")
-        return np.frombuffer(base64.b64decode(rec["base64"]), dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ZooError(f"{where}: malformed array record ({type(exc).__name__}: {exc})") from exc
 
 
 def write_zoo_arrays(root: zarr.Group, skel: StoreSkeleton, records: Mapping[str, Any], where: str) -> None:
