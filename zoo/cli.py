@@ -44,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader stopped early ('weightzoo info X --json | head'): stop quietly
         _silence_stdout()
         return 141  # as a process killed by SIGPIPE
+    except OSError as exc:  # the file system refused (no such directory, permission, disk full): one line
+        if exc.errno is None:
+            raise
+        print(f"weightzoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a ZooError may arrive wrapped by a library (datasets, Ray): find it
         cause = user_error(exc)
         if cause is None:

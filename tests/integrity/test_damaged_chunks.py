@@ -92,3 +92,11 @@ def test_no_traceback_or_asyncio_noise_in_a_fresh_process(damaged, tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [2, 2]
     err = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(err) == 2 and all(chunk in line for line in err), proc.stderr
+
+
+def test_a_file_system_refusal_is_one_line_too(tiny_zoo_path, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a directory")
+    assert main(["export", str(tiny_zoo_path), "--format", "hdf5", "--out", str(tmp_path / "a-file" / "x.h5"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a-file" in err[0] and err[0].startswith("weightzoo export: error:"), err
