@@ -17,14 +17,14 @@ store locked.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import socket
 import sys
 import threading
 import time
-import functools
-import inspect
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar

@@ -27,9 +27,9 @@ import hashlib
 import itertools
 import json
 import os
-import warnings
 import shutil
 import uuid
+import warnings
 import zipfile
 from collections import OrderedDict
 from functools import cached_property
@@ -43,6 +43,8 @@ import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
 from zarr.core.buffer.cpu import NDBuffer
 
+from kernels.layout import ParamLayout
+from zoo.chunkio import direct_reader
 from zoo.errors import (
     CORRUPTION_ERRORS,
     ArchitectureMismatchError,
@@ -63,8 +65,6 @@ from zoo.format import (
     encode_array,
     to_jsonable,
 )
-from kernels.layout import ParamLayout
-from zoo.chunkio import direct_reader
 
 _CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
 
@@ -230,6 +230,22 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
     if mode not in ("r", "r+"):
         raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
     spath = str(path)
+    root = _open_group(spath, mode)
+    meta = root.attrs.get(ROOT_ATTR)
+    if not isinstance(meta, Mapping) or "format_version" not in meta:
+        raise NotAZooError(f"{spath} is a Zarr group but not a weightzoo store (no '{ROOT_ATTR}.format_version' attribute)")
+    version = int(meta["format_version"])
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{spath} has format_version {version}, but this weightzoo reads format_version <= {FORMAT_VERSION}; "
+            "upgrade weightzoo to read it"
+        )
+    return Zoo(root, spath, writable=(mode == "r+"))
+
+
+def _open_group(spath: str, mode: str) -> zarr.Group:
+    """The root group of the store at ``spath`` (a directory, a ``.zarr.zip`` or a URL), opened by this
+    process; errors name what is wrong with the path."""
     if _is_remote(spath):
         store: Any = _remote_store(spath, mode)
     elif Path(spath).is_file():  # a directory store is a folder: a file can only be a zipped store
@@ -254,19 +270,9 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
         store = spath
     try:
         # readers use consolidated metadata when a sealed store has it; writers never (they change the store)
-        root = zarr.open_group(store, mode=mode, zarr_format=3, use_consolidated=None if mode == "r" else False)
+        return zarr.open_group(store, mode=mode, zarr_format=3, use_consolidated=None if mode == "r" else False)
     except Exception as exc:  # zarr raises several types for "not a group"
         raise NotAZooError(f"{spath} is not a zoo: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
-    meta = root.attrs.get(ROOT_ATTR)
-    if not isinstance(meta, Mapping) or "format_version" not in meta:
-        raise NotAZooError(f"{spath} is a Zarr group but not a weightzoo store (no '{ROOT_ATTR}.format_version' attribute)")
-    version = int(meta["format_version"])
-    if version > FORMAT_VERSION:
-        raise FormatVersionError(
-            f"{spath} has format_version {version}, but this weightzoo reads format_version <= {FORMAT_VERSION}; "
-            "upgrade weightzoo to read it"
-        )
-    return Zoo(root, spath, writable=(mode == "r+"))
 
 
 def _remote_store(url: str, mode: str) -> Any:
@@ -301,7 +307,7 @@ class Zoo:
         own (a zip's file offset is shared with the parent; an HTTP session belongs to the parent's event
         loop)."""
         if self._pid != os.getpid():
-            self._group = open_zoo(self.path, mode="r+" if self.writable else "r")._group
+            self._group = _open_group(self.path, "r+" if self.writable else "r")
             self._pid = os.getpid()
         return self._group
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
 #: A representation whose centred values are at most this fraction of its values (float32 rounding
 #: noise) is constant over the samples: it has no similarity structure, so its CKA is NaN.
 CONSTANT_TOL = 1e-6

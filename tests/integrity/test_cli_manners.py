@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import zoo
-from zoo.archive import write_zip
 from zoo.architectures import architecture_record
+from zoo.archive import write_zip
 from zoo.cli import main
 from zoo.errors import NotAZooError, OfflineError, ZooError
 

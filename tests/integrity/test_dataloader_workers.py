@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 import torch
+from range_http_server import RangeHTTPServer
 from torch.utils.data import ConcatDataset, DataLoader
 
 import zoo
-from range_http_server import RangeHTTPServer
 from zoo.archive import write_zip
 
 

@@ -11,7 +11,12 @@ import torch
 import zoo
 from generators.landscape import compute_landscape
 from generators.landscape.cka import linear_cka
-from generators.landscape.spectra import ALPHA_REASONS, esd, fit_power_law, layer_alpha_fits
+from generators.landscape.spectra import (
+    ALPHA_REASONS,
+    esd,
+    fit_power_law,
+    layer_alpha_fits,
+)
 from zoo.normalization import NormStats, compute_norm_stats, normalize
 
 

@@ -3,8 +3,8 @@ names its range), restarted cleanly in the same call when the server sends the w
 bytes, and the bytes already received are never judged by a false size."""
 
 import pytest
-
 from range_http_server import RangeHTTPServer
+
 from zoo.catalog import pack
 from zoo.download import fetch, part_path
 

@@ -16,7 +16,7 @@ from zoo.catalog import pack
 from zoo.cli import main
 from zoo.errors import ZooError
 from zoo.importers import import_public
-from zoo.interchange import FORMATS, diff_stores, export_zoo, import_zoo
+from zoo.interchange import FORMATS, diff_stores, import_zoo
 from zoo.pack import pack_weights
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from range_http_server import RangeHTTPServer
 
 import zoo
-from range_http_server import RangeHTTPServer
 from zoo.architectures import architecture_record
 from zoo.format import ROOT_ATTR
 

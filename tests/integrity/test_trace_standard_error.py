@@ -9,7 +9,12 @@ import torch
 import zoo
 from generators.landscape import compute_landscape
 from generators.landscape.hessian import PopulationHVP, hutchinson_trace
-from generators.landscape.population_data import STREAM_TRACE, fixed_batch, member_generator, population_of
+from generators.landscape.population_data import (
+    STREAM_TRACE,
+    fixed_batch,
+    member_generator,
+    population_of,
+)
 from zoo.tasks import build_task
 
 
