@@ -466,10 +466,16 @@ class Zoo:
             info = self.meta.get(CONSOLIDATED_ATTR)
             consolidated = self._group.metadata.consolidated_metadata
             if isinstance(info, Mapping) and consolidated is not None and SNAPSHOT in consolidated.metadata:
-                text = self._snapshot_text()
+                try:
+                    text = self._snapshot_text()
+                except CorruptChunkError as exc:  # a damaged cache: the arrays themselves are still there
+                    warnings.warn(f"{exc}; reading the per-model arrays themselves", stacklevel=3)
+                    return None
                 if _token(text) == info.get("token"):
-                    doc = json.loads(text)
-                    self._snapshot_cache = dict(doc.get("arrays", {}))
+                    self._snapshot_cache = dict(json.loads(text).get("arrays", {}))
+                else:  # changed without unsealing (not through weightzoo): never trust it
+                    warnings.warn(f"{self.path}: the consolidated snapshot does not match its recorded hash; "
+                                  "reading the per-model arrays themselves", stacklevel=3)
         return self._snapshot_cache or None
 
     def _whole(self, path: str) -> np.ndarray:

@@ -97,3 +97,15 @@ def test_any_write_unseals_and_the_next_command_seals_again(tiny_zoo_path, tmp_p
     assert sealed.consolidated() and "extra" in sealed.split_names and "phase" in sealed.models.columns
     with pytest.raises(zoo.ZooError, match="read-only"):
         reader.unseal()
+
+
+def test_a_damaged_or_stale_snapshot_is_never_used(tiny_zoo_path, tmp_path):
+    path = tmp_path / "z.zarr"
+    shutil.copytree(tiny_zoo_path, path)
+    truth = zoo.open(path, mode="r+").models  # writers read the arrays themselves
+    chunk = path / "consolidated" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="reading the per-model arrays themselves"):
+        pd.testing.assert_frame_equal(zoo.open(path).models, truth)
