@@ -71,3 +71,12 @@ def test_an_incomplete_store_says_generation_is_unfinished(tmp_path):
         with pytest.raises(ZooError, match=r"generation is unfinished: 2 of 3 models are still pending.*"
                                            r"weightzoo generate half --out"):
             call()
+
+
+def test_a_directory_named_like_a_shipped_spec_does_not_shadow_it(tmp_path, monkeypatch):
+    """'weightzoo demo --out demo' creates ./demo; its rerun (resume) read the directory as the spec file."""
+    from generators.spec import SPEC_DIR, resolve_spec_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    assert resolve_spec_path("demo") == SPEC_DIR / "demo.yaml"
