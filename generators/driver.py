@@ -27,6 +27,7 @@ from zoo.dataset import norm_stats
 from zoo.loader import DEFAULT_BUILDER, register_recipe_builder
 from zoo.errors import SpecError, UnknownNameError
 from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions
+from zoo.lock import locks_store
 from zoo.store import Zoo, create_zoo, open_zoo
 
 from generators.kinds import Population, TaskCache, TrainingJob, get_zoo_kind
@@ -77,16 +78,23 @@ def write_results(z: Zoo, job: TrainingJob, result: Any) -> dict[str, int]:
     counts = {"ok": 0, "diverged": 0, "failed": 0}
     per_model = result.wall_time_s / len(job.members)
     width = z._root["curves/train_loss"].shape[1]
+    epochs = np.asarray(sorted({int(e) for e in job.config.checkpoint_epochs}))  # the metrics' checkpoint axis
     for j, mid in enumerate(job.model_ids):
         w = result.weights[j]
         finite = bool(torch.isfinite(w[-1]).all())
         status = "ok" if finite and result.diverged_epoch[j] < 0 else "diverged"
         record = {"wall_time_s": per_model, "population_size": len(job.members), "versions": versions,
                   "diverged_epoch": int(result.diverged_epoch[j]) if result.diverged_epoch[j] >= 0 else None}
+        metrics = {k: np.array(v[j], dtype=np.float32) for k, v in result.metrics.items()}
+        if status == "diverged":  # what non-finite weights "score" (e.g. argmax of NaN logits) is no measurement
+            after = ~torch.isfinite(w).all(dim=1).numpy()
+            if result.diverged_epoch[j] >= 0:
+                after |= epochs >= int(result.diverged_epoch[j])
+            for values in metrics.values():
+                values[after] = np.nan
         curve = np.full(width, np.nan, dtype=np.float32)  # models trained for fewer epochs than the widest
         curve[:result.curve.shape[1]] = result.curve[j]
-        z.write_model(mid, weights=w, metrics={k: v[j] for k, v in result.metrics.items()}, status=status,
-                      record=record, curve=curve)
+        z.write_model(mid, weights=w, metrics=metrics, status=status, record=record, curve=curve)
         counts[status] += 1
     return counts
 
@@ -206,15 +214,20 @@ POST_GENERATION_STEPS: list[Callable[..., None]] = [write_splits, write_norm_sta
                                                    label_phases_step]
 
 
+@locks_store("out")
 def generate(spec: str | Path | Mapping | Any, out: str | Path, *, progress: bool = True, backend: str = "local",
              stages: Sequence[int] | None = None, address: str | None = None,
-             backend_options: Mapping[str, Any] | None = None) -> Zoo:
+             backend_options: Mapping[str, Any] | None = None, wait: bool = False) -> Zoo:
     """Create (or resume) the zoo of ``spec`` at ``out`` and train every model not yet complete.
 
     ``spec`` is a spec object, a YAML path, a shipped spec name or a dict, of any kind. Stages run in
     order (``stages`` restricts them, e.g. ``[0]`` trains only a tree's bases); then
     :data:`POST_GENERATION_STEPS`. ``backend`` (a :func:`backend_names` name) trains each stage; ``address``
     (the Ray cluster, ``auto`` or ``HOST:PORT``) and ``backend_options`` (e.g. ``cpus_per_task``) go to it.
+
+    The whole run holds the store's writer lock (:func:`zoo.lock.store_lock`): a second generation of
+    the same ``out`` raises :class:`~zoo.errors.StoreLockedError` naming this one, or with ``wait``
+    waits for it (and then finds the zoo complete, or resumes it).
     """
     run = get_backend(backend)
     options = dict(backend_options or {}, **({} if address is None else {"address": address}))

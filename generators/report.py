@@ -11,7 +11,7 @@ from rich.table import Table
 
 from zoo.store import Zoo
 
-from generators.grid_table import cell_table, grid_axes
+from generators.grid_table import cell_table, grid_axes, status_counts_table
 
 
 def print_summary(z: Zoo, console: Console | None = None) -> None:
@@ -47,30 +47,43 @@ def _grid_table(z: Zoo) -> Table:
     load, temp = grid_axes(z)
     models = z.models
     acc = cell_table(z, "test_acc", models)
-    n = cell_table(z, "model_id", models, agg="count")
-    return load_temperature_table(
-        z, f"final test accuracy (mean over seeds): {load['param']} (rows) x {temp['param']} (columns)",
-        lambda i, j: "-" if np.isnan(acc[i, j]) else f"{acc[i, j]:.3f} (n={int(n[i, j])})")
+    n = status_counts_table(z, "ok", models)
+    diverged = status_counts_table(z, "diverged", models)
+
+    def text(i: int, j: int) -> str:
+        value = "-" if np.isnan(acc[i, j]) else f"{acc[i, j]:.3f}"
+        div = f", {diverged[i, j]} diverged" if diverged[i, j] else ""
+        return f"{value} (n={n[i, j]}{div})" if n[i, j] or div else value
+
+    title = (f"final test accuracy (mean over the ok seeds; n = ok models, diverged models are not averaged): "
+             f"{load['param']} (rows) x {temp['param']} (columns)")
+    if diverged.any():
+        title += f"; {int(diverged.sum())} diverged"
+    return load_temperature_table(z, title, text)
 
 
 def _mean_acc(children: pd.DataFrame) -> str:
-    """``"<n done>/<n> <mean test accuracy>"`` of the complete models among ``children``."""
+    """``"<n done>/<n> <mean test accuracy>"`` of ``children``: done = complete (ok or diverged), the
+    mean over the ok ones only, and how many diverged."""
     done = children[children["status"].isin(["ok", "diverged"])]
-    acc = done["test_acc"].to_numpy(dtype=float)
+    ok = children[children["status"] == "ok"]
+    acc = ok["test_acc"].to_numpy(dtype=float)
     mean = f"{np.nanmean(acc):.3f}" if np.isfinite(acc).any() else "-"
-    return f"{len(done)}/{len(children)}  {mean}"
+    n_div = int((children["status"] == "diverged").sum())
+    return f"{len(done)}/{len(children)}  {mean}" + (f" ({n_div} diverged)" if n_div else "")
 
 
 def tree_table(models: pd.DataFrame, families: list[str]) -> Table:
     """One row per base: architecture, seed, its own final test accuracy, then per family and over all
     children the number of complete children / planned children and their mean final test accuracy."""
-    table = Table(title="model tree: final test accuracy of each base and of its children (done/planned  mean)")
+    table = Table(title="model tree: final test accuracy of each base and of its children (done/planned  mean over "
+                        "the ok ones; diverged models are counted, not averaged)")
     for col in ("base", "architecture", "seed", "status", "base acc", *families, "all children"):
         table.add_column(col, justify="right")
     children = models[models["tree_role"] == "child"]
     for _, base in models[models["tree_role"] == "base"].iterrows():
         mine = children[children["parent_id"] == base["model_id"]]
-        acc = f"{base['test_acc']:.3f}" if np.isfinite(base["test_acc"]) else "-"
+        acc = f"{base['test_acc']:.3f}" if base["status"] == "ok" and np.isfinite(base["test_acc"]) else "-"
         table.add_row(str(base["model_id"]), str(base["architecture"]), str(base["init_seed"]), str(base["status"]),
                       acc, *(_mean_acc(mine[mine["derivation"] == f]) for f in families), _mean_acc(mine))
     return table

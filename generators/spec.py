@@ -31,7 +31,7 @@ def shipped_spec_names() -> list[str]:
 def resolve_spec_path(name_or_path: str | Path) -> Path:
     """A spec file path, or the name of a spec shipped in ``generators/specs`` (``demo``)."""
     p = Path(name_or_path)
-    if p.exists():
+    if p.is_file():  # a directory named like a shipped spec (e.g. 'weightzoo demo --out demo') does not shadow it
         return p
     shipped = SPEC_DIR / f"{name_or_path}.yaml"
     if shipped.exists():

@@ -7,18 +7,22 @@ Sub-commands live in :mod:`weightzoo.commands` (one module per group). Commands 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from kernels.errors import KernelError
 from weightzoo.commands.fit import run_fit
-from zoo.errors import ZooError
+from zoo.errors import user_error
 
 
 def build_parser() -> argparse.ArgumentParser:
     from weightzoo.commands import REGISTRARS
 
+    from zoo import __version__
+
     parser = argparse.ArgumentParser(prog="weightzoo", description="Model zoos for weight-space learning.")
+    parser.add_argument("--version", action="version", version=f"weightzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in REGISTRARS:
         register(sub)
@@ -33,13 +37,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (ZooError, KernelError) as exc:
+        with unwrapped_output():
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:  # the reader stopped early ('weightzoo info X --json | head'): stop quietly
+        _silence_stdout()
+        return 141  # as a process killed by SIGPIPE
+    except OSError as exc:  # the file system refused (no such directory, permission, disk full): one line
+        if exc.errno is None:
+            raise
         print(f"weightzoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a ZooError may arrive wrapped by a library (datasets, Ray): find it
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        print(f"weightzoo {args.command}: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"weightzoo {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def unwrapped_output(width: int = 1000) -> Iterator[None]:
+    """While a command runs with its output going to a file or pipe, rich consoles are ``width`` columns
+    wide instead of rich's default 80, so tables and lines reach the file unwrapped (rich reads the
+    ``COLUMNS`` variable when a console is created; a variable the user set is kept)."""
+    if sys.stdout.isatty() or "COLUMNS" in os.environ:
+        yield
+        return
+    os.environ["COLUMNS"] = str(width)
+    try:
+        yield
+    finally:
+        os.environ.pop("COLUMNS", None)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,6 +24,7 @@ from zoo.errors import (
     NotAZooError,
     OfflineError,
     SpecError,
+    StoreLockedError,
     UnknownNameError,
     ZooError,
 )
@@ -46,6 +47,6 @@ __all__ = [
     "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "ZooBatchLoader", "norm_stats",
     "TaskData",
     "build_task", "task_sources", "load", "load_catalog", "CatalogEntry", "CatalogError", "DownloadError",
-    "ChecksumError", "OfflineError",
+    "ChecksumError", "OfflineError", "StoreLockedError",
     "class_multi_hot",
 ]

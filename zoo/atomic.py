@@ -46,7 +46,12 @@ def atomic_output(out: str | os.PathLike, *, stable: bool = False, overwrite: bo
             raise ZooError(f"internal error: nothing was written to {tmp}")
         if out.exists() and overwrite:
             _remove(out)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError as exc:
+            if out.exists():  # another process wrote it meanwhile
+                raise ZooError(f"{out} was created by another process while this one wrote it") from exc
+            raise
     except BaseException:
         if not stable:
             _remove(tmp)

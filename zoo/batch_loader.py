@@ -9,9 +9,10 @@ levels: the order of blocks, and models within a buffer of ``buffer_blocks`` blo
 while the current one is served. Memory holds two buffers, independent of the zoo's size.
 
 Every model of the split appears exactly once per epoch; batches are full except possibly the last.
-Blocks are decoded straight into the buffer — by :mod:`zoo.chunkio`'s direct chunk reads where the
-array allows, else by zarr — and each batch is gathered from it with one ``index_select``; rows of
-other splits inside a block are read but never served.
+Blocks are decoded straight into the buffer by :meth:`Zoo.read_weights <zoo.store.Zoo.read_weights>`
+(the store's checked read: :mod:`zoo.chunkio`'s direct chunk reads where the array allows, else zarr),
+and each batch is gathered from it with one ``index_select``; rows of other splits inside a block are
+read but never served.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from zarr.core.buffer.cpu import NDBuffer
 
-from zoo.chunkio import direct_reader
 from zoo.dataset import ZooDataset
 from zoo.errors import ZooError
 
@@ -63,8 +62,7 @@ class ZooBatchLoader:
         self.drop_last = bool(drop_last)
         self.prefetch = bool(prefetch)
         self.epoch = 0
-        self.array = dataset.z._root[f"weights/{dataset.arch}"]
-        self._direct = direct_reader(self.array)  # None: read through zarr
+        self.array = dataset.z.weights_array(dataset.arch)
         chunk = int(self.array.metadata.chunk_grid.chunk_shape[0])
         want = int(block_models or max(chunk, DEFAULT_BLOCK_MODELS))
         self.block_rows = -(-want // chunk) * chunk
@@ -95,11 +93,8 @@ class ZooBatchLoader:
         local, offset = [], 0
         for b, (start, stop) in zip(blocks, spans):
             target = buffer[offset:offset + stop - start]
-            selection = (slice(start, stop), self.ds.checkpoint, slice(None))
-            if self._direct is not None:
-                self._direct.rows(start, stop, self.ds.checkpoint, target)
-            else:
-                self.array.get_basic_selection(selection, out=NDBuffer.from_numpy_array(target))
+            # the store's one checked read: damaged or missing chunks of complete models raise
+            self.ds.z.read_weights(self.ds.arch, slice(start, stop), self.ds.checkpoint, out=target)
             local.append(self.ds.rows[self._blocks[b]] - start + offset)
             offset += stop - start
         return torch.from_numpy(buffer), np.concatenate(local), np.concatenate([self._blocks[b] for b in blocks])

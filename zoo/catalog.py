@@ -288,6 +288,7 @@ def pack(store: str | os.PathLike, out: str | os.PathLike, *, license: str, name
         archs = ", ".join(sorted({a["name"] for a in meta["architectures"].values()}))
         description = (f"{meta.get('kind', 'zoo')} zoo {name!r}: {meta['n_models']} models ({archs}), "
                        f"checkpoints at epochs {meta['checkpoint_epochs']}")
+    z.verify(progress=progress)  # never publish a damaged store: every chunk is read and checked first
     (write_zip if fmt == "zarr.zip" else write_tar)(store, out, progress=progress)
     record = {"name": name, "description": description, "license": license, "recipe": recipe, "format": fmt,
               "mirrors": list(mirrors), "sha256": sha256_of(out), "size": out.stat().st_size,

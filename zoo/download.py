@@ -7,7 +7,9 @@ same zoo end with one intact copy (the second finds ``dest`` when it gets the lo
 
 - ``http(s)://`` through ``requests``: a tqdm bar, and an interrupted transfer resumes from the
   ``.part`` file with an HTTP ``Range: bytes=<have>-`` request (within the same call, and on the next
-  call if every retry failed).
+  call if every retry failed). The body is written where the response's ``Content-Range`` says it
+  starts, whatever the status (some servers answer with 200 and a ``Content-Range``); a server that
+  ignores the range, or skips bytes, restarts the file from byte 0 in the same call.
 - ``hf://datasets/<owner>/<repo>[@<revision>]/<path>`` through ``huggingface_hub.hf_hub_download``
   (its own resume and progress bar), then verified like any other download.
 
@@ -25,7 +27,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -165,21 +167,27 @@ def _http_transfer(url: str, part: Path, *, size: int | None, progress: bool, ti
             return
         if r.status_code >= 400:
             raise DownloadError(f"{url}: HTTP {r.status_code} {r.reason}")
-        start = 0
-        if have and r.status_code == 206:
-            start = _content_range_start(r.headers.get("Content-Range", ""))
-            if start != have:
-                raise DownloadError(f"{url}: asked for bytes {have}- but the server sent "
+        start, total = _body_span(url, r.status_code, r.headers)
+        if start > have:  # the server skips bytes we do not have: start over with the whole file
+            if not have:
+                raise DownloadError(f"{url}: asked for the whole file but the server sent "
                                     f"Content-Range {r.headers.get('Content-Range')!r}")
-        length = r.headers.get("Content-Length")
-        total = start + int(length) if length is not None else None
+            r.close()
+            part.unlink()
+            _http_transfer(url, part, size=size, progress=progress, timeout=timeout)
+            return
         if size is not None and total is not None and total != size:
             part.unlink(missing_ok=True)
             raise ChecksumError(f"{url}: the server has {total} bytes but the catalog says {size}; not downloaded")
+        length = r.headers.get("Content-Length")
         received = 0
-        with open(part, "ab" if start else "wb") as f, tqdm(
+        # the body goes where the server says it starts: after our bytes (a resumed 206, or a 200 that
+        # still names its range), or at 0 (a server that ignores Range sends the whole file again)
+        with open(part, "r+b" if start else "wb") as f, tqdm(
                 total=size or total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=part.name[1:].removesuffix(".part"), disable=not progress) as bar:
+            f.seek(start)
+            f.truncate()
             # raw.stream hands over every block as it arrives, so a cut keeps all bytes received
             for block in r.raw.stream(_BLOCK, decode_content=False):
                 f.write(block)
@@ -189,9 +197,26 @@ def _http_transfer(url: str, part: Path, *, size: int | None, progress: bool, ti
             raise _ShortBody(f"received {received} of {length} bytes")
 
 
-def _content_range_start(value: str) -> int:
-    m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", value.strip())
-    return int(m.group(1)) if m else -1
+def _body_span(url: str, status: int, headers: Mapping[str, str]) -> tuple[int, int | None]:
+    """``(offset of the body in the file, size of the file or None)`` of a 200 or 206 response.
+
+    ``Content-Range`` decides where the body starts whatever the status (some servers answer a Range
+    request with 200 *and* a ``Content-Range``); without it, a 206 is malformed and a 200 is the whole
+    file from byte 0 (its size is then ``Content-Length``).
+    """
+    value = headers.get("Content-Range")
+    length = headers.get("Content-Length")
+    if value:
+        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)$", value.strip())
+        if m is None:
+            raise DownloadError(f"{url}: unreadable Content-Range {value!r}")
+        start, end = int(m.group(1)), int(m.group(2))
+        if length is not None and int(length) != end - start + 1:
+            raise DownloadError(f"{url}: Content-Range {value!r} and Content-Length {length} disagree")
+        return start, None if m.group(3) == "*" else int(m.group(3))
+    if status == 206:
+        raise DownloadError(f"{url}: a 206 Partial Content response without a Content-Range header")
+    return 0, int(length) if length is not None else None
 
 
 # ---------------------------------------------------------------------- hf://

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import platform
@@ -9,7 +10,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from zoo.errors import ZooError
+
+FORMAT_VERSION = 2  # 2: consolidated stores (docs/FORMAT.md); stores of version 1 read the same
 ROOT_ATTR = "weightzoo"
 
 # results/status codes. A model's status chunk is written last: anything else means "not complete".
@@ -62,3 +65,23 @@ def library_versions() -> dict[str, str]:
         "zarr": zarr.__version__,
         "python": platform.python_version(),
     }
+
+
+def encode_array(values: np.ndarray) -> dict:
+    """A JSON-able record of a small array: raw little-endian bytes in base64 (strings as a list)."""
+    if values.dtype == object:
+        return {"dtype": "string", "shape": list(values.shape), "values": [str(v) for v in values.ravel()]}
+    data = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+    return {"dtype": values.dtype.str.lstrip("<>|="), "shape": list(values.shape),
+            "base64": base64.b64encode(data.tobytes()).decode("ascii")}
+
+
+def decode_array(rec: Mapping[str, Any], where: str) -> np.ndarray:
+    try:
+        shape = tuple(int(s) for s in rec["shape"])
+        if rec["dtype"] == "string":
+            return np.asarray(list(rec["values"]), dtype=object).reshape(shape)
+        dtype = np.dtype(rec["dtype"]).newbyteorder("<")
+        return np.frombuffer(base64.b64decode(rec["base64"]), dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ZooError(f"{where}: malformed array record ({type(exc).__name__}: {exc})") from exc

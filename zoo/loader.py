@@ -77,11 +77,8 @@ def ensure_local(entry: CatalogEntry, root: str | os.PathLike | None = None, *, 
         return found
     offline = offline_mode()
     if offline and not (build and entry.recipe is not None):
-        raise OfflineError(
-            f"offline mode is on ({OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)}) and zoo {entry.name!r} is not in the "
-            f"cache {cache_dir(root)}. To get it: unset {OFFLINE_ENV} and run 'weightzoo download {entry.name}' "
-            f"(or zoo.load({entry.name!r})), copy a cache folder '{entry.name}/' from another machine into "
-            f"{cache_dir(root)}, or regenerate it locally with 'weightzoo download {entry.name} --build'")
+        raise OfflineError(f"offline mode is on ({OFFLINE_ENV}={os.environ.get(OFFLINE_ENV)}) and zoo {entry.name!r} "
+                           f"is not in the cache {cache_dir(root)}. To get it: " + "; or ".join(_ways_to_get(entry, root)))
     if not download and not build:
         raise ZooError(f"zoo {entry.name!r} is not in the cache {cache_dir(root)}; load it with download=True "
                        f"(or run 'weightzoo download {entry.name}')")
@@ -100,6 +97,18 @@ def ensure_local(entry: CatalogEntry, root: str | os.PathLike | None = None, *, 
         if build and entry.recipe is not None:
             return build_from_recipe(entry, root, builder=builder, progress=progress)
         raise _unavailable(entry, failure, build=build)
+
+
+def _ways_to_get(entry: CatalogEntry, root: str | os.PathLike | None) -> list[str]:
+    """What can bring ``entry`` into the cache while offline, only the ways that can work for it."""
+    ways = []
+    if entry.recipe is not None:  # rebuilding needs no network (the recipe's data sources ship with weightzoo)
+        ways.append(f"regenerate it locally with 'weightzoo download {entry.name} --build' "
+                    f"(or zoo.load({entry.name!r}, build=True))")
+    if entry.mirrors:
+        ways.append(f"unset {OFFLINE_ENV} and run 'weightzoo download {entry.name}' (or zoo.load({entry.name!r}))")
+    ways.append(f"copy a cache folder '{entry.name}/' from another machine into {cache_dir(root)}")
+    return ways
 
 
 def _unavailable(entry: CatalogEntry, failure: DownloadError | None, *, build: bool) -> ZooError:

@@ -9,6 +9,7 @@ result does not depend on how the models are batched.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -26,7 +27,11 @@ def _entry_index(layout: ParamLayout) -> torch.Tensor:
 
 @dataclass
 class NormStats:
-    """Mean ``[n_entries]`` and std ``[n_entries]`` (float64) of each parameter tensor of a layout."""
+    """Mean ``[n_entries]`` and std ``[n_entries]`` (float64) of each parameter tensor of a layout.
+
+    ``std`` is NaN for a tensor that is constant over the train models (no spread to scale by): such a
+    tensor is only centred (scale 1), never divided by a tiny number.
+    """
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -37,12 +42,18 @@ class NormStats:
         self.std = torch.as_tensor(self.std, dtype=torch.float64).reshape(-1)
         if self.mean.shape != self.std.shape:
             raise ZooError(f"NormStats: mean has {self.mean.numel()} entries but std has {self.std.numel()}")
-        if not (self.std > 0).all():
-            raise ZooError("NormStats: every std must be positive")
+        if not ((self.std > 0) | torch.isnan(self.std)).all():
+            raise ZooError("NormStats: every std must be positive (or NaN for a constant tensor)")
+
+    @property
+    def constant(self) -> torch.Tensor:
+        """``[n_entries]`` bool: tensors constant over the train models (std NaN; centred, not scaled)."""
+        return torch.isnan(self.std)
 
     def vectors(self, layout: ParamLayout, device: torch.device | str | None = None,
                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std expanded to ``[n_params]`` (one value per flat parameter)."""
+        """Mean and scale expanded to ``[n_params]`` (one value per flat parameter); the scale is the std,
+        and 1 for constant tensors."""
         if len(layout) != self.mean.numel():
             raise ArchitectureMismatchError(
                 f"normalisation statistics have {self.mean.numel()} entries but the layout has {len(layout)} "
@@ -50,13 +61,20 @@ class NormStats:
         key = (layout.n_params, str(device), dtype)
         if key not in self._vectors:
             index = _entry_index(layout)
+            scale = torch.where(self.constant, torch.ones_like(self.std), self.std)
             self._vectors[key] = (self.mean[index].to(device=device, dtype=dtype),
-                                  self.std[index].to(device=device, dtype=dtype))
+                                  scale[index].to(device=device, dtype=dtype))
         return self._vectors[key]
 
     def to_record(self) -> dict:
-        """JSON-able ``{"mean": [...], "std": [...]}``."""
-        return {"mean": [float(v) for v in self.mean.tolist()], "std": [float(v) for v in self.std.tolist()]}
+        """JSON-able ``{"mean": [...], "std": [...]}``; the std of a constant tensor is ``null``, and
+        ``"constant"`` lists those tensors' indices with the reason."""
+        rec = {"mean": [float(v) for v in self.mean.tolist()],
+               "std": [None if math.isnan(v) else float(v) for v in self.std.tolist()]}
+        if self.constant.any():
+            rec["constant"] = {"entries": torch.nonzero(self.constant).flatten().tolist(),
+                               "reason": "constant over the train models: centred, not scaled"}
+        return rec
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> "NormStats":
@@ -64,14 +82,17 @@ class NormStats:
         for k in ("mean", "std"):
             if k not in rec:
                 raise ZooError(f"normalisation record lacks {k!r} (has {sorted(rec)})")
-        return cls(torch.tensor(rec["mean"], dtype=torch.float64), torch.tensor(rec["std"], dtype=torch.float64))
+        std = [math.nan if v is None else v for v in rec["std"]]
+        return cls(torch.tensor(rec["mean"], dtype=torch.float64), torch.tensor(std, dtype=torch.float64))
 
 
 def compute_norm_stats(batches: Iterable[torch.Tensor], layout: ParamLayout, eps: float = 1e-8) -> NormStats:
     """Streaming per-entry mean and (population) std over batches of flat weights ``[b, n_params]``.
 
-    Rows holding any NaN or inf (diverged models) are skipped. ``std`` is clamped below at ``eps``
-    so that constant tensors normalise to zero instead of dividing by zero.
+    Rows holding any NaN or inf (diverged models) are skipped. A tensor whose std is at most ``eps``
+    (or ``eps`` times its mean's magnitude, float noise) is constant over these models: its std is NaN,
+    so it is centred and not scaled (a statistic the data cannot support is not stored as a number;
+    dividing by a clamped std of 1e-8 would blow up any model that differs from the constant).
     """
     if not eps > 0:
         raise ZooError(f"compute_norm_stats: eps must be positive, got {eps}")
@@ -102,7 +123,8 @@ def compute_norm_stats(batches: Iterable[torch.Tensor], layout: ParamLayout, eps
         count = total
     if (count == 0).any():
         raise ZooError("compute_norm_stats: no finite weight vectors to compute statistics from")
-    std = (m2 / count).sqrt().clamp_min(float(eps))
+    std = (m2 / count).sqrt()
+    std = torch.where(std <= float(eps) * torch.clamp(mean.abs(), min=1.0), torch.full_like(std, math.nan), std)
     return NormStats(mean, std)
 
 

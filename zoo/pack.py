@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 
 from zoo.chunkio import row_blocks
 from zoo.errors import ZooError
+from zoo.lock import locks_store
 from zoo.store import _CHECKED, Zoo, open_zoo
 
 DEFAULT_MODELS_PER_CHUNK = 256
 
 
+@locks_store("path")  # rewrites arrays in place: one writer at a time (zoo.lock)
 def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS_PER_CHUNK,
                  progress: bool = True) -> Zoo:
     """Rechunk every weights array of the complete local store at ``path`` to ``(models_per_chunk, 1,
@@ -40,6 +42,7 @@ def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS
     if pending:
         raise ZooError(f"{path}: {pending} models are still pending; pack a store only once every model is "
                        "written (packed chunks are shared by many models, so concurrent writers would collide)")
+    z.unseal()  # arrays are replaced below through zarr: no reader may keep the old consolidated metadata
     base = Path(path) / "weights"
     for key in sorted(z.architectures):
         _finish_interrupted_swap(base, key)
@@ -53,7 +56,7 @@ def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS
                                               dtype=arr.dtype, fill_value=np.nan, **_CHECKED)
         blocks = list(row_blocks(arr.shape, arr.dtype, new.chunks))
         for sel in tqdm(blocks, desc=f"pack {key}", unit="block", disable=not progress):
-            new[sel] = arr[sel]
+            new[sel] = z.read_weights(key, sel)  # checked: a damaged or missing chunk stops the pack
         os.rename(base / key, base / f".{key}.unpacked")
         os.rename(base / tmp_name, base / key)
         shutil.rmtree(base / f".{key}.unpacked")

@@ -23,10 +23,13 @@ once; a model counts as complete only once its status chunk is written.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import os
 import shutil
 import uuid
+import warnings
 import zipfile
 from collections import OrderedDict
 from functools import cached_property
@@ -38,20 +41,65 @@ import pandas as pd
 import torch
 import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec
+from zarr.core.buffer.cpu import NDBuffer
 
-from zoo.errors import ArchitectureMismatchError, CorruptChunkError, FormatVersionError, NotAZooError, ZooError
+from kernels.layout import ParamLayout
+from zoo.chunkio import direct_reader
+from zoo.errors import (
+    CORRUPTION_ERRORS,
+    ArchitectureMismatchError,
+    CorruptChunkError,
+    FormatVersionError,
+    NotAZooError,
+    ZooError,
+    first_line,
+    is_corruption_message,
+)
 from zoo.format import (
     COMPLETE_STATUSES,
     FORMAT_VERSION,
     ROOT_ATTR,
     STATUS_CODES,
     STATUS_NAMES,
+    decode_array,
+    encode_array,
     to_jsonable,
 )
-from kernels.layout import ParamLayout
 from zoo.trees import checkpoint_epochs_of, tree_info
 
 _CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
+
+
+#: The snapshot array of a consolidated store, its document's format, and the root attribute with its hash.
+SNAPSHOT = "consolidated"
+SNAPSHOT_FORMAT = "weightzoo-consolidated"
+CONSOLIDATED_ATTR = "consolidated"
+
+
+def _token(text: str) -> str:
+    """The hash a consolidated store records for its snapshot (the same data gives the same token)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _plain(values: np.ndarray) -> np.ndarray:
+    """A zarr read as a plain NumPy array (strings as an object array of ``str``)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "OTUS":
+        return np.asarray([str(v) for v in values.ravel()], dtype=object).reshape(values.shape)
+    return values
+
+
+def seal_if_complete(path: str | os.PathLike) -> bool:
+    """Consolidate the local store at ``path`` if it exists, is a zoo and is complete (see
+    :meth:`Zoo.consolidate`); what weightzoo's writing commands do when they finish. Returns whether it
+    sealed."""
+    if _is_remote(str(path)) or not (Path(path) / "zarr.json").is_file():
+        return False
+    try:
+        z = open_zoo(path, mode="r+")
+    except ZooError:
+        return False
+    return z.consolidate()
 
 
 def _is_remote(path: str) -> bool:
@@ -144,7 +192,13 @@ def create_zoo(
             "normalization": {},
             **dict(attrs or {}),
         })
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:  # another writer created it meanwhile (callers without zoo.lock.store_lock)
+            if path.exists():
+                raise ZooError(f"{path} was created by another process while this one created it; open it with "
+                               "zoo.open(..., mode='r+') (weightzoo's commands hold zoo.lock.store_lock)") from exc
+            raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -177,22 +231,7 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
     if mode not in ("r", "r+"):
         raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
     spath = str(path)
-    if _is_remote(spath):
-        store: Any = _remote_store(spath, mode)
-    elif Path(spath).is_file():  # a directory store is a folder: a file can only be a zipped store
-        if not zipfile.is_zipfile(spath):
-            raise NotAZooError(f"{spath}: not a zip archive (a zipped zoo is a .zarr.zip made by 'weightzoo pack')")
-        if mode != "r":
-            raise ZooError(f"{spath}: a zipped store is read-only; unzip it into a directory to write to it")
-        store = zarr.storage.ZipStore(spath, mode="r")
-    elif not Path(spath).exists():
-        raise NotAZooError(f"{spath}: no such file or directory")
-    else:
-        store = spath
-    try:
-        root = zarr.open_group(store, mode=mode, zarr_format=3)
-    except Exception as exc:  # zarr raises several types for "not a group"
-        raise NotAZooError(f"{spath} is not a zoo: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
+    root = _open_group(spath, mode)
     meta = root.attrs.get(ROOT_ATTR)
     if not isinstance(meta, Mapping) or "format_version" not in meta:
         raise NotAZooError(f"{spath} is a Zarr group but not a weightzoo store (no '{ROOT_ATTR}.format_version' attribute)")
@@ -203,6 +242,38 @@ def open_zoo(path: str | os.PathLike, mode: str = "r") -> "Zoo":
             "upgrade weightzoo to read it"
         )
     return Zoo(root, spath, writable=(mode == "r+"))
+
+
+def _open_group(spath: str, mode: str) -> zarr.Group:
+    """The root group of the store at ``spath`` (a directory, a ``.zarr.zip`` or a URL), opened by this
+    process; errors name what is wrong with the path."""
+    if _is_remote(spath):
+        store: Any = _remote_store(spath, mode)
+    elif Path(spath).is_file():  # a directory store is a folder: a file can only be a zipped store
+        if not zipfile.is_zipfile(spath):
+            with open(spath, "rb") as f:
+                head = f.read(4)
+            if head == b"PK\x03\x04":  # a zip's first member, but no directory at the end: cut short
+                raise NotAZooError(f"{spath}: truncated or corrupt zip archive ({Path(spath).stat().st_size} bytes: it "
+                                   "starts like a zip but its central directory at the end is missing or damaged, "
+                                   "e.g. an interrupted download or copy); fetch or copy it again")
+            raise NotAZooError(f"{spath}: not a zip archive (a zipped zoo is a .zarr.zip made by 'weightzoo pack')")
+        if mode != "r":
+            raise ZooError(f"{spath}: a zipped store is read-only; unzip it into a directory to write to it")
+        try:  # read the central directory now, so that damage is named here
+            zipfile.ZipFile(spath).close()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise NotAZooError(f"{spath}: corrupt zip archive ({first_line(exc)}); fetch or copy it again") from exc
+        store = zarr.storage.ZipStore(spath, mode="r")
+    elif not Path(spath).exists():
+        raise NotAZooError(f"{spath}: no such file or directory")
+    else:
+        store = spath
+    try:
+        # readers use consolidated metadata when a sealed store has it; writers never (they change the store)
+        return zarr.open_group(store, mode=mode, zarr_format=3, use_consolidated=None if mode == "r" else False)
+    except Exception as exc:  # zarr raises several types for "not a group"
+        raise NotAZooError(f"{spath} is not a zoo: not a Zarr v3 group ({type(exc).__name__}: {exc})") from exc
 
 
 def _remote_store(url: str, mode: str) -> Any:
@@ -222,16 +293,30 @@ class Zoo:
     """A model zoo: the models table, weights per checkpoint, metrics, layouts, splits and tasks."""
 
     def __init__(self, root: zarr.Group, path: str, writable: bool = False) -> None:
-        self._root = root
+        self._group = root
+        self._pid = os.getpid()
         self.path = path
         self.writable = writable
         self._task_cache: dict[str, Any] = {}
+        self._sealing = False
+        self._snapshot_cache: dict | bool | None = None  # None: not looked at yet; False: none usable
+
+    @property
+    def _root(self) -> zarr.Group:
+        """The store's root group, opened by this process: a process forked from the one that opened the
+        zoo (a DataLoader worker) reopens it on first use, since the handles it inherited are not its
+        own (a zip's file offset is shared with the parent; an HTTP session belongs to the parent's event
+        loop)."""
+        if self._pid != os.getpid():
+            self._group = _open_group(self.path, "r+" if self.writable else "r")
+            self._pid = os.getpid()
+        return self._group
 
     def __repr__(self) -> str:
         return (f"Zoo({self.path!r}, n_models={self.n_models}, architectures={list(self.architectures)}, "
                 f"checkpoints={self.checkpoint_epochs})")
 
-    def __getstate__(self) -> dict:  # picklable for DataLoader workers and Ray: reopen by path
+    def __getstate__(self) -> dict:  # picklable for spawned DataLoader workers and Ray: reopen by path
         return {"path": self.path, "writable": self.writable}
 
     def __setstate__(self, state: dict) -> None:
@@ -279,13 +364,136 @@ class Zoo:
             raise ZooError(f"{self.path}: no architecture {arch_key!r} (has {sorted(archs)})")
         return ParamLayout.from_record(archs[arch_key]["layout"])
 
+    # ------------------------------------------------------------------ consolidation (format_version 2)
+    def snapshot_paths(self) -> list[str]:
+        """The small per-model arrays a consolidated store carries in its snapshot: the models table's
+        sources (``models/*``, ``results/*``, ``metrics/*``, scalar ``landscape/*``, ``phases/label``)."""
+        root = self._root
+        paths = [f"{g}/{name}" for g in ("models", "results", "metrics") if g in root
+                 for name in sorted(root[g].array_keys())]
+        paths += [f"landscape/{name}" for name, info in sorted(self.meta.get("landscape", {}).items())
+                  if not info.get("shape") and f"landscape/{name}" in root]
+        if "phases" in self.meta and "phases/label" in root:
+            paths.append("phases/label")
+        return paths
+
+    def consolidated(self) -> bool:
+        """Whether the store is sealed and its seal is current: consolidated metadata in the root
+        ``zarr.json`` and a snapshot whose hash the root attributes record."""
+        info = self.meta.get(CONSOLIDATED_ATTR)
+        if not isinstance(info, Mapping) or not self._exists(f"{SNAPSHOT}/zarr.json"):
+            return False
+        doc = self._root_document()
+        return doc.get("consolidated_metadata") is not None and info.get("token") == _token(self._snapshot_text())
+
+    def consolidate(self) -> bool:
+        """Seal a complete store for fast remote reading; returns whether it sealed (False: it has pending
+        models, or is sealed already).
+
+        Writes the snapshot array ``consolidated`` (the :meth:`snapshot_paths` arrays, whole, in one JSON
+        document), records its hash under the root attribute ``consolidated``, sets ``format_version`` 2 and
+        writes zarr's consolidated metadata (every node's ``zarr.json`` in the root one). Opening a sealed
+        store and reading its models table then takes two reads (root ``zarr.json``, the snapshot) however
+        many models it has. Any later write unseals it first (:meth:`unseal`); weightzoo's writing commands
+        seal again when they finish (``zoo.lock.store_lock``).
+        """
+        self._require_writable_only()
+        if (self.status_codes() == STATUS_CODES["pending"]).any() or self.consolidated():
+            return False
+        self.unseal()  # a stale seal goes first
+        paths = self.snapshot_paths()
+        doc = {"format": SNAPSHOT_FORMAT, "version": 1, "n_models": self.n_models,
+               "arrays": {p: encode_array(_plain(self.read_array(p))) for p in paths}}
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        self._sealing = True
+        try:
+            arr = self._root.create_array(SNAPSHOT, shape=(1,), chunks=(1,), dtype=str, overwrite=True)
+            arr[0] = text
+            self._update_meta(format_version=FORMAT_VERSION,
+                              **{CONSOLIDATED_ATTR: {"token": _token(text), "arrays": paths}})
+            with warnings.catch_warnings():  # "not part of the Zarr format 3 specification": documented in FORMAT.md
+                warnings.simplefilter("ignore")
+                zarr.consolidate_metadata(self._root.store)
+        finally:
+            self._sealing = False
+        return True
+
+    def unseal(self) -> None:
+        """Drop the seal of a consolidated store (the snapshot, its hash and zarr's consolidated metadata)
+        before changing it, so that no reader ever takes a stale snapshot or misses a new array. Every
+        write method calls it; so must code that changes a store through zarr directly."""
+        self._require_writable_only()
+        if not self._exists(f"{SNAPSHOT}/zarr.json") and self._root_document().get("consolidated_metadata") is None:
+            return
+        doc = self._root_document()
+        doc.pop("consolidated_metadata", None)
+        doc.get("attributes", {}).get(ROOT_ATTR, {}).pop(CONSOLIDATED_ATTR, None)
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        store = self._group.store
+        sync(store.set("zarr.json", default_buffer_prototype().buffer.from_bytes(json.dumps(doc, indent=2).encode())))
+        sync(store.delete_dir(SNAPSHOT))
+        self._group = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
+        self._snapshot_cache = None
+
+    def _require_writable_only(self) -> None:
+        if not self.writable:
+            raise ZooError(f"{self.path} is open read-only; open it with zoo.open(path, mode='r+') to change it")
+
+    def _exists(self, key: str) -> bool:
+        from zarr.core.sync import sync
+
+        return bool(sync(self._root.store.exists(key)))
+
+    def _root_document(self) -> dict:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        buf = sync(self._root.store.get("zarr.json", prototype=default_buffer_prototype()))
+        return json.loads(buf.to_bytes()) if buf is not None else {}
+
+    def _snapshot_text(self) -> str:
+        return str(self.read_array(SNAPSHOT)[0])
+
+    def _snapshot(self) -> dict | None:
+        """The decoded snapshot of a sealed store, for read-only zoos opened with its consolidated metadata
+        (writers always read the arrays themselves); None when there is none or it does not match its
+        recorded hash."""
+        if self.writable:
+            return None
+        if self._snapshot_cache is None:
+            self._snapshot_cache = False
+            info = self.meta.get(CONSOLIDATED_ATTR)
+            consolidated = self._group.metadata.consolidated_metadata
+            if isinstance(info, Mapping) and consolidated is not None and SNAPSHOT in consolidated.metadata:
+                try:
+                    text = self._snapshot_text()
+                except CorruptChunkError as exc:  # a damaged cache: the arrays themselves are still there
+                    warnings.warn(f"{exc}; reading the per-model arrays themselves", stacklevel=3)
+                    return None
+                if _token(text) == info.get("token"):
+                    self._snapshot_cache = dict(json.loads(text).get("arrays", {}))
+                else:  # changed without unsealing (not through weightzoo): never trust it
+                    warnings.warn(f"{self.path}: the consolidated snapshot does not match its recorded hash; "
+                                  "reading the per-model arrays themselves", stacklevel=3)
+        return self._snapshot_cache or None
+
+    def _whole(self, path: str) -> np.ndarray:
+        """All of the array at ``path``: from a sealed store's snapshot when it holds it (no request per
+        chunk), else read through :meth:`read_array`."""
+        snapshot = self._snapshot()
+        if snapshot is not None and path in snapshot:
+            return decode_array(snapshot[path], f"{self.path}: snapshot of {path!r}")
+        return self.read_array(path)
+
     # ------------------------------------------------------------------ models table
     @cached_property
     def _planned(self) -> pd.DataFrame:
         cols = self.meta["columns"]
         data = {}
         for col, info in cols.items():
-            values = np.asarray(self._root[f"models/{col}"][:])
+            values = np.asarray(self._whole(f"models/{col}"))
             if info["kind"] == "category":
                 data[col] = np.asarray(info["categories"], dtype=object)[values]
             else:
@@ -294,9 +502,10 @@ class Zoo:
 
     def status_codes(self, ids: Sequence[int] | None = None) -> np.ndarray:
         """``[n_models]`` (or ``[len(ids)]``) int8 status codes (see :data:`zoo.format.STATUS_CODES`), read fresh."""
+        if ids is None or self._snapshot() is not None:
+            codes = np.asarray(self._whole("results/status"))
+            return codes if ids is None else codes[np.asarray(ids, dtype=np.int64)]
         arr = self._root["results/status"]
-        if ids is None:
-            return np.asarray(self._read(arr, slice(None), "results/status"))
         ids = np.asarray(ids, dtype=np.int64)
         order = np.argsort(ids)
         out = np.empty(len(ids), dtype=np.int8)
@@ -310,20 +519,33 @@ class Zoo:
         df = self._planned.copy()
         status = self.status_codes()
         df["status"] = [STATUS_NAMES.get(int(s), "unknown") for s in status]
-        raw = np.asarray(self._read(self._root["results/record"], slice(None), "results/record"), dtype=object)
-        records = [json.loads(str(t)) if t else {} for t in raw]
+        raw = np.asarray(self._whole("results/record"), dtype=object)
+        records = [self._record(i, t) for i, t in enumerate(raw)]
         for key in ("wall_time_s", "diverged_epoch", "error"):
             df[key] = [r.get(key) for r in records]
         for lib in sorted({k for r in records for k in r.get("versions", {})}):
             df[f"version_{lib}"] = [r.get("versions", {}).get(lib) for r in records]
         for name in self.metric_names:
-            df[name] = np.asarray(self._read(self._root[f"metrics/{name}"], (slice(None), -1), f"metrics/{name}"))
+            df[name] = np.asarray(self._whole(f"metrics/{name}"))[:, -1]
         for name, info in self.meta.get("landscape", {}).items():
             if not info.get("shape"):  # scalar per model: one column
                 df[name] = self.landscape(name)
         if "phases" in self.meta:
             df["phase"] = pd.Series(self.phases(), index=df.index, dtype=object)
         return df
+
+    def _record(self, model_id: int, text: Any) -> dict:
+        """One model's ``results/record`` (JSON); text that is not a JSON object is a damaged chunk."""
+        if not text:
+            return {}
+        try:
+            record = json.loads(str(text))
+        except ValueError as exc:
+            raise CorruptChunkError(f"{self.path}: 'results/record' of model {model_id} is not valid JSON "
+                                    f"({first_line(exc)}); its chunk is damaged") from exc
+        if not isinstance(record, dict):
+            raise CorruptChunkError(f"{self.path}: 'results/record' of model {model_id} is not a JSON object")
+        return record
 
     def _row(self, model_id: int) -> pd.Series:
         mid = int(model_id)
@@ -332,28 +554,161 @@ class Zoo:
         return self._planned.iloc[mid]
 
     # ------------------------------------------------------------------ reading arrays
-    def _read(self, array: zarr.Array, selection: Any, name: str, oindex: bool = False) -> np.ndarray:
+    def read_array(self, path: str, selection: Any = Ellipsis, *, oindex: bool = False,
+                   out: np.ndarray | None = None) -> np.ndarray:
+        """``selection`` of the array at ``path`` (e.g. ``"metrics/test_acc"``), read through zarr.
+
+        Every read of the store's data goes through here (weights through :meth:`read_weights`, which
+        adds the missing-chunk check), so damage has one meaning everywhere: a chunk that fails its
+        checksum, a zip member with a bad CRC, a chunk that cannot be decompressed or a truncated file
+        raises :class:`~zoo.errors.CorruptChunkError` naming the store and the array. ``oindex``:
+        orthogonal (per-axis integer) indexing; ``out``: a C-contiguous array of the selection's shape
+        to decode into (basic selections only).
+        """
+        array = self._root[path]
         try:
-            return array.oindex[selection] if oindex else array[selection]
-        except ValueError as exc:
-            if "checksum" in str(exc).lower():
-                raise CorruptChunkError(f"{self.path}: a chunk of '{name}' is corrupted ({exc})") from exc
-            raise
+            if out is not None:
+                array.get_basic_selection(selection, out=NDBuffer.from_numpy_array(out))
+                return out
+            return np.asarray(array.oindex[selection] if oindex else array[selection])
+        except CORRUPTION_ERRORS as exc:
+            if isinstance(exc, (ValueError, RuntimeError)) and not is_corruption_message(str(exc)):
+                raise
+            key = self._damaged_chunk(array, selection)
+            what = f"chunk '{key}'" if key else f"a chunk of '{path}'"
+            raise CorruptChunkError(f"{self.path}: {what} is damaged ({type(exc).__name__}: "
+                                    f"{first_line(exc)})") from exc
+
+    def _damaged_chunk(self, array: zarr.Array, selection: Any, limit: int = 4096) -> str | None:
+        """The key of the first chunk under ``selection`` that cannot be read (None if none is found
+        among the first ``limit`` chunks): a failed read only says *that* a chunk is damaged."""
+        grid = tuple(int(c) for c in array.metadata.chunk_grid.chunk_shape)
+        sel = selection if isinstance(selection, tuple) else (selection,)
+        if any(s is Ellipsis for s in sel):
+            sel = tuple(slice(None) for _ in grid)
+        sel = sel + (slice(None),) * (len(grid) - len(sel))
+        axes = []
+        for s, c, n in zip(sel, grid, array.shape):
+            if isinstance(s, slice):
+                start, stop, _ = s.indices(n)
+                axes.append(range(start // c, (max(stop, start + 1) - 1) // c + 1))
+            else:
+                axes.append(sorted({int(i) // c for i in np.atleast_1d(np.asarray(s))}))
+        for k, coords in enumerate(itertools.product(*axes)):
+            if k >= limit:
+                break
+            try:
+                array.blocks[coords]
+            except CORRUPTION_ERRORS:
+                return f"{array.path}/{array.metadata.encode_chunk_key(coords)}"
+        return None
+
+    def _read(self, array: zarr.Array, selection: Any, name: str, oindex: bool = False) -> np.ndarray:
+        return self.read_array(name, selection, oindex=oindex)
 
     def _chunk_exists(self, key: str) -> bool:
         from zarr.core.sync import sync
 
         return bool(sync(self._root.store.exists(key)))
 
-    def _check_missing(self, array: zarr.Array, model_ids: Sequence[int], rows: Sequence[int], ckpt: int,
-                       values: np.ndarray, status: np.ndarray) -> None:
-        """Chunks of complete, finite models must exist: a NaN there means a missing chunk."""
-        rows_per_chunk = int(array.metadata.chunk_grid.chunk_shape[0])  # > 1 once packed
-        for i, (mid, row) in enumerate(zip(model_ids, rows)):
-            if status[i] == STATUS_CODES["ok"] and np.isnan(values[i]).any():
-                key = f"{array.path}/c/{row // rows_per_chunk}/{ckpt}/0"
-                if not self._chunk_exists(key):
-                    raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {mid}, checkpoint {ckpt}) is missing")
+    def weights_array(self, arch_key: str) -> zarr.Array:
+        """The zarr array ``weights/<arch_key>`` ``[n_rows, n_checkpoints, n_params]`` (for its shape and
+        chunks; read its values through :meth:`read_weights`)."""
+        if arch_key not in self.architectures:
+            raise ZooError(f"{self.path}: no architecture {arch_key!r} (has {sorted(self.architectures)})")
+        return self._root[f"weights/{arch_key}"]
+
+    def arch_rows_to_ids(self, arch_key: str) -> np.ndarray:
+        """Model id of every row of ``weights/<arch_key>``: ``[n_rows]`` int64."""
+        planned = self._planned
+        sel = planned[planned["arch_key"] == arch_key]
+        out = np.full(int(self._root[f"weights/{arch_key}"].shape[0]), -1, dtype=np.int64)
+        out[sel["arch_row"].to_numpy(dtype=np.int64)] = sel["model_id"].to_numpy(dtype=np.int64)
+        return out
+
+    def read_weights(self, arch_key: str, rows: slice | Sequence[int], checkpoint: int | None = None, *,
+                     out: np.ndarray | None = None) -> np.ndarray:
+        """The one checked read of ``weights/<arch_key>``: every reader of weights (``Zoo.weights``,
+        datasets, the batch loader, the exporters, packing) goes through it.
+
+        ``rows``: a slice (step 1) or row indices (``arch_row``, any order); ``checkpoint``: a checkpoint
+        index (values ``[n_rows, n_params]``) or None for every checkpoint (``[n_rows, n_checkpoints,
+        n_params]``); ``out``: an array of that shape to decode into (slices only).
+
+        Raises :class:`~zoo.errors.CorruptChunkError` for a damaged chunk (see :meth:`read_array`) and
+        for a *missing* chunk of a model whose status is ``ok`` (its weights are written before its
+        status and are finite at every checkpoint, so its chunks exist; a missing one would otherwise
+        read as NaN), naming the chunk key, the model and the checkpoint. Rows of pending or failed
+        models read as the fill value (NaN), and so do a diverged model's all-NaN checkpoints (zarr does
+        not store a chunk that equals the fill value).
+        """
+        path = f"weights/{arch_key}"
+        arr = self._root[path]
+        ckpt: Any = slice(None) if checkpoint is None else int(checkpoint)
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(arr.shape[0])
+            if step != 1:
+                raise ZooError(f"read_weights: row slices must have step 1, got {rows}")
+            row_ids = np.arange(start, stop, dtype=np.int64)
+            direct = direct_reader(arr) if checkpoint is not None and out is not None else None
+            if direct is not None:
+                direct.rows(start, stop, int(checkpoint), out)
+                values = out
+            else:
+                values = self.read_array(path, (slice(start, stop), ckpt, slice(None)), out=out)
+        else:
+            if out is not None:
+                raise ZooError("read_weights: out= needs a slice of rows")
+            row_ids = np.asarray(rows, dtype=np.int64).reshape(-1)
+            order = np.argsort(row_ids, kind="stable")
+            values = np.empty((len(row_ids), *arr.shape[1 if checkpoint is None else 2:]), dtype=np.float32)
+            if len(row_ids):
+                values[order] = self.read_array(path, (row_ids[order], ckpt, slice(None)), oindex=True)
+        self._check_missing(arch_key, row_ids, checkpoint, values)
+        return values
+
+    def verify(self, progress: bool = False) -> None:
+        """Read every array of the store through the checked reads (:meth:`read_weights` for weights,
+        :meth:`read_array` for the rest), block by block; raises :class:`~zoo.errors.CorruptChunkError`
+        at the first damaged chunk or missing weights chunk of a complete model. Used before publishing."""
+        from tqdm.auto import tqdm
+
+        from zoo.chunkio import row_blocks
+
+        paths = [name for name, node in self._root.members(max_depth=None)
+                 if isinstance(node, zarr.Array) and not any(part.startswith(".") for part in name.split("/"))]
+        for path in tqdm(sorted(paths), desc=f"verify {Path(str(self.path)).name}", unit="array", disable=not progress):
+            array = self._root[path]
+            for sel in row_blocks(array.shape, array.dtype, array.metadata.chunk_grid.chunk_shape):
+                if path.startswith("weights/"):
+                    self.read_weights(path.split("/", 1)[1], sel)
+                else:
+                    self.read_array(path, sel)
+
+    def _check_missing(self, arch_key: str, rows: np.ndarray, checkpoint: int | None, values: np.ndarray) -> None:
+        """A missing chunk reads as all NaN: for such rows of complete models, the chunk must exist."""
+        if values.size == 0:
+            return
+        all_nan = np.isnan(values[..., 0])  # cheap first test: a missing chunk is NaN everywhere
+        if not all_nan.any():
+            return
+        candidates = np.argwhere(all_nan)
+        candidates = [tuple(c) for c in candidates if np.isnan(values[tuple(c)]).all()]
+        if not candidates:
+            return
+        ids = self.arch_rows_to_ids(arch_key)[rows[[c[0] for c in candidates]]]
+        status = self.status_codes(ids)
+        arr = self._root[f"weights/{arch_key}"]
+        grid = arr.metadata.chunk_grid.chunk_shape
+        for c, mid, code in zip(candidates, ids, status):
+            if int(code) != STATUS_CODES["ok"]:  # diverged weights may be all NaN: zarr skips such chunks
+                continue
+            ckpt = int(checkpoint) if checkpoint is not None else int(c[1])
+            coords = (int(rows[c[0]]) // int(grid[0]), ckpt // int(grid[1]), 0)
+            key = f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
+            if not self._chunk_exists(key):
+                raise CorruptChunkError(f"{self.path}: chunk '{key}' (model {int(mid)}, checkpoint {ckpt}) is missing, "
+                                        "but the model is ok, so its weights were written")
 
     def checkpoint_index(self, checkpoint: int | None = -1, epoch: int | None = None) -> int:
         """Index into the checkpoint axis, from an index (negative counts from the end) or an epoch."""
@@ -410,24 +765,12 @@ class Zoo:
                 raise ZooError(f"{self.path}: models {[i for i, _ in bad[:10]]} have no stored weights "
                                f"(status {[s for _, s in bad[:10]]})")
         rows = [int(self._row(i)["arch_row"]) for i in ids]
-        return self.read_rows(key, rows, c, model_ids=ids, status=status)
+        return torch.from_numpy(self.read_weights(key, rows, c))
 
-    def read_rows(self, arch_key: str, rows: Sequence[int], checkpoint_index: int, *,
-                  model_ids: Sequence[int] | None = None, status: np.ndarray | None = None) -> torch.Tensor:
-        """Raw read of rows of ``weights/<arch_key>`` at one checkpoint index: ``[len(rows), n_params]``.
-
-        The fast path used by datasets; with ``model_ids`` and ``status`` it also detects missing chunks
-        of complete models.
-        """
-        arr = self._root[f"weights/{arch_key}"]
-        rows_a = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(rows_a)
-        values = np.empty((len(rows_a), arr.shape[2]), dtype=np.float32)
-        values[order] = self._read(arr, (rows_a[order], checkpoint_index, slice(None)), f"weights/{arch_key}",
-                                   oindex=True)
-        if model_ids is not None and status is not None:
-            self._check_missing(arr, model_ids, rows_a, checkpoint_index, values, status)
-        return torch.from_numpy(values)
+    def read_rows(self, arch_key: str, rows: Sequence[int], checkpoint_index: int) -> torch.Tensor:
+        """Rows of ``weights/<arch_key>`` at one checkpoint index: ``[len(rows), n_params]`` float32, through
+        the checked read :meth:`read_weights`."""
+        return torch.from_numpy(self.read_weights(arch_key, list(rows), checkpoint_index))
 
     def state_dict(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> "OrderedDict[str, torch.Tensor]":
         """``{parameter name: tensor}`` of one model at one checkpoint."""
@@ -472,9 +815,9 @@ class Zoo:
         if name not in self.metric_names:
             raise ZooError(f"{self.path}: no metric {name!r} (has {self.metric_names})")
         sel = slice(None) if ids is None else np.asarray(sorted(ids))
-        arr = self._root[f"metrics/{name}"]
         if ids is None:
-            return np.asarray(self._read(arr, sel, f"metrics/{name}"))
+            return np.asarray(self._whole(f"metrics/{name}"))
+        arr = self._root[f"metrics/{name}"]
         order = np.argsort(np.asarray(ids))
         out = np.empty((len(ids), arr.shape[1]), dtype=np.float32)
         out[order] = self._read(arr, (sel, slice(None)), f"metrics/{name}", oindex=True)
@@ -492,6 +835,10 @@ class Zoo:
     def split(self, name: str = "default") -> np.ndarray:
         """Split codes ``[n_models]`` int8: 0 train, 1 val, 2 test."""
         if name not in self.meta.get("splits", {}):
+            if not self.split_names:
+                raise ZooError(f"{self.path}: no split {name!r}: the store has no splits yet"
+                               + (self.unfinished_note() or "; write one with z.write_split(name, "
+                                  "zoo.splits.assign_split(z.models), settings) on zoo.open(path, mode='r+')"))
             raise ZooError(f"{self.path}: no split {name!r} (stored splits: {self.split_names})")
         return np.asarray(self._root[f"splits/{name}"][:])
 
@@ -525,7 +872,8 @@ class Zoo:
         ``shape`` (per model), ``description`` and every setting needed to recompute it."""
         stored = self.meta.get("landscape", {})
         if name not in stored:
-            raise ZooError(f"{self.path}: no landscape metric {name!r} (has {sorted(stored)})")
+            raise ZooError(f"{self.path}: no landscape metric {name!r} (has {sorted(stored)})"
+                           + (self.unfinished_note() if not stored else ""))
         return dict(stored[name])
 
     def declare_landscape(self, name: str, settings: Mapping[str, Any], *, checkpoint: int = -1,
@@ -567,9 +915,9 @@ class Zoo:
     def landscape(self, name: str, ids: Sequence[int] | None = None) -> np.ndarray:
         """Landscape metric ``[n_models (or len(ids)), *shape]``; NaN where not computed."""
         self.landscape_settings(name)
-        arr = self._root[f"landscape/{name}"]
         if ids is None:
-            return np.asarray(self._read(arr, slice(None), f"landscape/{name}"))
+            return np.asarray(self._whole(f"landscape/{name}"))
+        arr = self._root[f"landscape/{name}"]
         ids = np.asarray(ids, dtype=np.int64)  # read only those models' chunks
         order = np.argsort(ids)
         out = np.empty((len(ids), *arr.shape[1:]), dtype=arr.dtype)
@@ -610,7 +958,8 @@ class Zoo:
         """Pair metric ``name`` as a table: ``model_a``, ``model_b``, ``value`` (an array per row when the
         metric is not a scalar). Settings: ``z.meta["pairs"][name]``."""
         if name not in self.meta.get("pairs", {}):
-            raise ZooError(f"{self.path}: no pair metric {name!r} (has {self.pair_names})")
+            raise ZooError(f"{self.path}: no pair metric {name!r} (has {self.pair_names})"
+                           + (self.unfinished_note() if not self.pair_names else ""))
         g = self._root[f"pairs/{name}"]
         value = np.asarray(self._read(g["value"], slice(None), f"pairs/{name}/value"))
         return pd.DataFrame({"model_a": np.asarray(g["model_a"][:]), "model_b": np.asarray(g["model_b"][:]),
@@ -641,9 +990,10 @@ class Zoo:
         """Phase label per model ``[n_models]`` (object array of str, None where unlabelled)."""
         rule = self.meta.get("phases")
         if rule is None:
-            raise ZooError(f"{self.path}: no phase labels yet; run 'weightzoo phases {self.path}'")
+            raise ZooError(f"{self.path}: no phase labels yet"
+                           + (self.unfinished_note() or f"; run 'weightzoo phases {self.path}'"))
         names = list(rule["labels"])
-        codes = np.asarray(self._root["phases/label"][:])
+        codes = np.asarray(self._whole("phases/label"))
         return np.array([names[c] if c >= 0 else None for c in codes], dtype=object)
 
     # ------------------------------------------------------------------ model trees
@@ -667,8 +1017,11 @@ class Zoo:
 
     # ------------------------------------------------------------------ writing results
     def _require_writable(self, what: str) -> None:
+        """Every write goes through here: refuse read-only zoos, and unseal a consolidated store first."""
         if not self.writable:
             raise ZooError(f"{self.path} is open read-only; open with zoo.open(path, mode='r+') to {what}")
+        if not self._sealing:
+            self.unseal()
 
     def write_model(self, model_id: int, *, weights: torch.Tensor | np.ndarray | None,
                     metrics: Mapping[str, np.ndarray], status: str, record: Mapping[str, Any],
@@ -716,6 +1069,22 @@ class Zoo:
             arr[int(model_id)] = values
         self._root["results/record"][int(model_id)] = json.dumps(to_jsonable(dict(record)))
         self._root["results/status"][int(model_id)] = STATUS_CODES[status]
+
+    # ------------------------------------------------------------------ summaries
+    def unfinished_note(self) -> str:
+        """``"; generation is unfinished: ..."`` (how many models are pending and how to finish) when the
+        store has pending models, else ``""``: added to errors about things written only at the end."""
+        pending = int((self.status_codes() == STATUS_CODES["pending"]).sum())
+        if not pending:
+            return ""
+        if self.meta.get("kind") == "imported":
+            how = "rerun the same 'weightzoo import' to resume it"
+        else:
+            name = self.meta.get("name") or "SPEC"
+            how = f"rerun 'weightzoo generate {name} --out {self.path}' (the same spec) to finish it"
+        return (f"; generation is unfinished: {pending} of {self.n_models} models are still pending, and splits, "
+                f"normalisation statistics, landscape metrics and phase labels are written once every model "
+                f"is complete ({how})")
 
     # ------------------------------------------------------------------ summaries
     def status_counts(self) -> dict[str, int]:

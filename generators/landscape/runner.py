@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from zoo.errors import ZooError
+from zoo.errors import CorruptChunkError, ZooError
 from zoo.format import STATUS_CODES, STATUS_NAMES, to_jsonable
+from zoo.lock import locks_store
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task
 
@@ -33,7 +34,7 @@ from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_NAMES
 from generators.landscape.pairs import cell_pairs
 from generators.landscape.population_data import fixed_batch, population_of
 from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
-from generators.landscape.spectra import layer_alphas, n_weight_layers
+from generators.landscape.spectra import ALPHA_REASONS, SPREAD_TOL, layer_alpha_fits, n_weight_layers
 from generators.population import PopulationModel
 
 Values = dict[str, np.ndarray]
@@ -57,6 +58,8 @@ def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tupl
     (``shapes[name]`` is one item's value shape)."""
     try:
         return fn(items)
+    except CorruptChunkError:  # a damaged store is not a metric that failed: stop with its error
+        raise
     except Exception as exc:  # noqa: BLE001 - a failing chunk must not stop the zoo
         chunk_error = exc
     parts: list[Values] = []
@@ -65,6 +68,8 @@ def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tupl
             if len(items) == 1:  # already tried alone
                 raise chunk_error
             parts.append(fn([item]))
+        except CorruptChunkError:
+            raise
         except Exception as exc:  # noqa: BLE001
             tally.failed += 1
             tally.errors.append(f"{item}: {type(exc).__name__}: {exc}")
@@ -85,16 +90,25 @@ class _Run:
     def _shapes(self, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
         """Shape of one model's (or pair's) value of each name."""
         def shape(name: str) -> tuple[int, ...]:
-            if name == "alpha_layers":
+            if name in ("alpha_layers", "alpha_reason"):
                 return (self.n_layers,)
             return (self.s.mc.n_points,) if name.endswith("_curve") else ()
         return {name: shape(name) for name in names}
+
+    def record(self, family: str) -> dict[str, Any]:
+        """The settings stored with ``family``'s values: :meth:`LandscapeSettings.record` and, for alpha, the
+        fit's fixed tolerance and the reason codes of ``alpha_reason``."""
+        rec = self.s.record(family)
+        if family == "alpha":
+            rec = {**rec, "spread_tol": SPREAD_TOL, "nan_reasons": list(ALPHA_REASONS),
+                   "fit": "Clauset et al. 2009: MLE alpha per xmin, two-sided KS distance chooses xmin"}
+        return rec
 
     # ------------------------------------------------------------------ per-model families
     def declare(self, families: Sequence[str]) -> None:
         for family in families:
             for name in PER_MODEL_NAMES[family]:
-                self.z.declare_landscape(name, self.s.record(family), checkpoint=self.c,
+                self.z.declare_landscape(name, self.record(family), checkpoint=self.c,
                                          shape=self._shapes([name])[name], description=DESCRIPTIONS[name])
 
     def per_model(self, family: str, ids: list[int], task: TaskData) -> None:
@@ -102,9 +116,11 @@ class _Run:
         no value yet."""
         tally = self.tally[family]
         names = PER_MODEL_NAMES[family]
-        check = [n for n in names if n != "alpha_layers"]
-        stored = np.stack([self.z.landscape(n, ids) for n in check], axis=1)
-        missing = [i for i, row in zip(ids, stored) if np.isnan(row).any()]
+        if family == "alpha":  # done once its reasons are written: a NaN alpha with a reason is an answer
+            missing = [i for i, row in zip(ids, self.z.landscape("alpha_reason", ids)) if np.isnan(row).all()]
+        else:
+            stored = np.stack([self.z.landscape(n, ids) for n in names if not n.endswith("_se")], axis=1)
+            missing = [i for i, row in zip(ids, stored) if np.isnan(row).any()]
         tally.skipped += len(ids) - len(missing)
         fn = {"hessian": self._hessian, "alpha": self._alpha}[family]
 
@@ -135,23 +151,28 @@ class _Run:
             x, y = fixed_batch(task, split, n, h.sample_rule, h.sample_seed)
             res = hessian_metrics(model, layout, flat, x, y, ids, iters=h.iters, tol=h.tol,
                                   trace_vectors=h.trace_vectors, trace_tol=h.trace_tol, seed=h.seed,
-                                  batch_size=h.batch_size, group_bytes=self.s.group_bytes)
+                                  batch_size=h.batch_size, group_bytes=self.s.group_bytes,
+                                  trace_min_vectors=h.trace_min_vectors)
             out[f"hessian_top_eig_{split}"] = res["top_eig"]
             out[f"hessian_trace_{split}"] = res["trace"]
+            out[f"hessian_trace_{split}_se"] = res["trace_se"]
         return out
 
     def _alpha(self, ids: list[int], task: TaskData) -> Values:
         a = self.s.alpha
         flat = self.z.weights(ids, self.c)
-        per_layer = layer_alphas(self.z.layout(self.z.arch_of(ids[:1])), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
-                                 zero_tol=a.zero_tol, farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows,
-                                 farms_windows=a.farms_windows)
+        per_layer, reasons = layer_alpha_fits(
+            self.z.layout(self.z.arch_of(ids[:1])), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
+            zero_tol=a.zero_tol, farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows,
+            farms_windows=a.farms_windows)
         padded = np.full((len(ids), self.n_layers), np.nan)
         padded[:, :per_layer.shape[1]] = per_layer
+        why = np.full((len(ids), self.n_layers), np.nan)
+        why[:, :reasons.shape[1]] = reasons
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean is NaN
             mean = np.nanmean(padded, axis=1)
-        return {"alpha": mean, "alpha_layers": padded}
+        return {"alpha": mean, "alpha_layers": padded, "alpha_reason": why}
 
     # ------------------------------------------------------------------ pair families
     def _table(self, name: str, family: str) -> dict[tuple[int, int], np.ndarray]:
@@ -250,6 +271,7 @@ class _Run:
                 "barrier_loss_curve": loss, "barrier_error_curve": err}
 
 
+@locks_store("z")  # one writer per store (zoo.lock); re-entrant inside 'weightzoo generate'
 def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | str | Path | None = None, *,
                       model_ids: Sequence[int] | None = None, progress: bool = True) -> dict[str, Any]:
     """Compute every enabled landscape metric of the complete (``ok``) models of ``z`` (opened with

@@ -55,8 +55,10 @@ class HessianSettings(_Section):
     iters: Int = Field(default=100, gt=0, description="most power iterations")
     tol: Number = Field(default=1e-3, ge=0, description="stop when the eigenvalue's relative change is below this")
     trace_vectors: Int = Field(default=100, gt=0, description="most Rademacher vectors for the trace")
-    trace_tol: Number = Field(default=1e-3, ge=0, description="stop when the running mean's relative change is "
-                              "below this")
+    trace_tol: Number = Field(default=0.03, ge=0, description="stop when the trace's standard error is at most "
+                              "this fraction of its magnitude")
+    trace_min_vectors: Int = Field(default=10, ge=2, description="fewest Rademacher vectors before trace_tol may stop "
+                                   "the trace")
     seed: Int = Field(default=0, description="seed of the start vector and Rademacher vectors (combined with the "
                       "model id)")
 
@@ -195,7 +197,7 @@ class LandscapeSettings(_Section):
             rec = self.section(family)
         if family == "hessian":
             rec.update(loss="mean cross-entropy", top_eigenvalue="power iteration (largest magnitude)",
-                       trace="Hutchinson, Rademacher vectors")
+                       trace="Hutchinson, Rademacher vectors; stops when its standard error <= trace_tol * |trace|")
         if family in PAIR_FAMILIES:
             rec["pairs"] = {**self.section("pairs"), "rule": "seeds of one grid_cell"}
         return rec
@@ -236,7 +238,8 @@ def load_settings(source: str | Path | Mapping[str, Any] | LandscapeSettings | N
 #: Settings that make the 8-model test zoo take about a second or two (for tests and smoke runs).
 QUICK = {
     "metrics": list(FAMILIES),
-    "hessian": {"n_train": 64, "n_test": 64, "iters": 20, "tol": 1e-2, "trace_vectors": 8, "trace_tol": 1e-2},
+    "hessian": {"n_train": 64, "n_test": 64, "iters": 20, "tol": 1e-2, "trace_vectors": 8, "trace_tol": 1e-2,
+                "trace_min_vectors": 4},
     "cka": {"n_samples": 64},
     "mc": {"epochs": 1, "batch_size": 64, "n_points": 5, "eval_samples": 128},
 }

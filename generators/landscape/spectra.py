@@ -2,11 +2,13 @@
 
 For a weight matrix ``W`` (a conv kernel ``[out, in, *k]`` is reshaped to ``[out, in * prod(k)]``) the
 ESD is the set of eigenvalues of ``W^T W``, i.e. the squared singular values (its non-zero part). A
-power law ``p(x) ~ x^-alpha`` for ``x >= xmin`` is fitted to it as in Clauset, Shalizi & Newman
-(2009) and WeightWatcher: for every candidate ``xmin`` among the eigenvalues the maximum-likelihood
+power law ``p(x) ~ x^-alpha`` for ``x >= xmin`` is fitted to it by Clauset, Shalizi & Newman's (2009)
+method: for every candidate ``xmin`` among the eigenvalues the maximum-likelihood
 ``alpha = 1 + n / sum(log(x_i / xmin))`` over the ``n`` eigenvalues ``>= xmin``; the ``xmin`` whose fit
-has the smallest Kolmogorov-Smirnov distance to the empirical tail wins. alpha does not depend on
-the scale of ``W``.
+has the smallest (two-sided) Kolmogorov-Smirnov distance to the empirical tail wins. How this differs
+from WeightWatcher 0.7.7 is in ``docs/LANDSCAPE.md``. alpha does not depend on the scale of ``W``. A
+spectrum that cannot support a fit (too few eigenvalues, no spread) gets NaN and its reason
+(:data:`ALPHA_REASONS`), never a huge number.
 
 FARMS (Hu et al. 2025, "Eigenspectrum Analysis of Neural Networks without Aspect Ratio Bias") pools
 instead the ESDs of overlapping submatrices of one fixed aspect ratio and fits one power law to the
@@ -27,32 +29,49 @@ import torch
 from kernels.layout import ParamLayout
 
 
+#: Why a weight matrix has no alpha; ``landscape/alpha_reason`` stores the index (0: it has one).
+ALPHA_REASONS = ("fitted", "non-finite weights", "too few eigenvalues", "no spread", "no tail")
+#: Tails whose values span less than this in log (a factor 1.0001) are no power law: eigenvalues that
+#: equal to about four digits (an orthogonal or scaled-identity matrix: 1 +- 1e-7 after float32
+#: rounding) would give alpha = 1 + n / sum(log(x / xmin)) of 1e6 to 1e15.
+SPREAD_TOL = 1e-4
+
+
 @dataclass(frozen=True)
 class PowerLawFit:
-    """A fitted tail: exponent, lower cut-off, KS distance and number of eigenvalues in the tail."""
+    """A fitted tail: exponent, lower cut-off, KS distance and number of eigenvalues in the tail;
+    ``reason`` is ``"fitted"`` or one of :data:`ALPHA_REASONS` (then the numbers are NaN, ``n_tail`` 0)."""
 
     alpha: float
     xmin: float
     ks_distance: float
     n_tail: int
+    reason: str = "fitted"
 
 
-_NO_FIT = PowerLawFit(float("nan"), float("nan"), float("nan"), 0)
+def _no_fit(reason: str) -> PowerLawFit:
+    return PowerLawFit(float("nan"), float("nan"), float("nan"), 0, reason)
 
 
-def fit_power_law(values: np.ndarray, *, min_tail: int = 5, block: int = 256) -> PowerLawFit:
+def fit_power_law(values: np.ndarray, *, min_tail: int = 5, block: int = 256,
+                  spread_tol: float = SPREAD_TOL) -> PowerLawFit:
     """Fit ``p(x) ~ x^-alpha`` (``x >= xmin``) to positive ``values [n]`` choosing ``xmin`` by the KS
-    distance; tails with fewer than ``min_tail`` values are not considered. NaN fit when none is left.
+    distance; tails with fewer than ``min_tail`` values, or whose values span less than ``spread_tol``
+    in log, are not considered. Data that cannot support a fit gives a NaN fit with its ``reason``:
+    ``too few eigenvalues`` (fewer than ``min_tail``), ``no spread`` (all values equal within
+    ``spread_tol``) or ``no tail`` (no candidate left).
     """
     x = np.sort(np.asarray(values, dtype=np.float64))
     x = x[np.isfinite(x) & (x > 0)]
     n_total = len(x)
     if n_total < max(min_tail, 2):
-        return _NO_FIT
+        return _no_fit("too few eigenvalues")
     logx = np.log(x)
+    if logx[-1] - logx[0] < spread_tol:
+        return _no_fit("no spread")
     # suffix sums: sum of log x_j for j >= i
     suffix = np.concatenate([np.cumsum(logx[::-1])[::-1], [0.0]])
-    best = _NO_FIT
+    best = _no_fit("no tail")
     n_candidates = n_total - max(min_tail, 2) + 1
     for start in range(0, n_candidates, block):
         idx = np.arange(start, min(start + block, n_candidates))
@@ -60,7 +79,7 @@ def fit_power_law(values: np.ndarray, *, min_tail: int = 5, block: int = 256) ->
         denom = suffix[idx] - n_tail * logx[idx]
         with np.errstate(divide="ignore", invalid="ignore"):
             alpha = 1.0 + n_tail / denom
-        ok = np.isfinite(alpha) & (denom > 0)
+        ok = np.isfinite(alpha) & (denom > 0) & (logx[-1] - logx[idx] >= spread_tol)
         # KS distance of each candidate's tail: rows = candidates, columns = position in the tail
         j = np.arange(n_total)[None, :]
         pos = idx[:, None] + j
@@ -134,24 +153,40 @@ def farms_eigenvalues(w: torch.Tensor, *, q: float = 1.0, sub_rows: int = 0, win
     return torch.linalg.svdvals(subs.double()).square().reshape(w.shape[0], -1)
 
 
-def layer_alphas(layout: ParamLayout, flat: torch.Tensor, *, min_eigs: int = 5, min_tail: int = 5,
-                 zero_tol: float = 1e-5, farms: bool = False, farms_q: float = 1.0, farms_rows: int = 0,
-                 farms_windows: int = 10) -> np.ndarray:
-    """alpha of every weight matrix of every member: ``[P, n_weight_layers]``, NaN where a layer has
-    fewer than ``min_eigs`` non-zero eigenvalues (``> zero_tol * largest``) or no fit."""
+def layer_alpha_fits(layout: ParamLayout, flat: torch.Tensor, *, min_eigs: int = 5, min_tail: int = 5,
+                     zero_tol: float = 1e-5, farms: bool = False, farms_q: float = 1.0, farms_rows: int = 0,
+                     farms_windows: int = 10, spread_tol: float = SPREAD_TOL) -> tuple[np.ndarray, np.ndarray]:
+    """alpha ``[P, n_weight_layers]`` of every weight matrix of every member and why it is NaN: codes
+    ``[P, n_weight_layers]`` int8 into :data:`ALPHA_REASONS` (0 fitted; ``too few eigenvalues``: fewer
+    than ``min_eigs`` non-zero eigenvalues, ``> zero_tol * largest``; the others from
+    :func:`fit_power_law`)."""
     mats = weight_matrices(layout, flat)
     out = np.full((flat.shape[0], len(mats)), np.nan)
+    reasons = np.zeros((flat.shape[0], len(mats)), dtype=np.int8)
     for layer, (_, w) in enumerate(mats):
+        finite = torch.isfinite(w).flatten(1).all(dim=1)  # the SVD refuses non-finite matrices
+        reasons[~finite.numpy(), layer] = ALPHA_REASONS.index("non-finite weights")
+        if not finite.any():
+            continue
+        members = torch.nonzero(finite).flatten().tolist()
         if farms:
-            eigs = farms_eigenvalues(w, q=farms_q, sub_rows=farms_rows, windows=farms_windows)
+            eigs = farms_eigenvalues(w[finite], q=farms_q, sub_rows=farms_rows, windows=farms_windows)
         else:
-            eigs = esd(w)
+            eigs = esd(w[finite])
         eigs = eigs.numpy()
-        for p in range(eigs.shape[0]):
-            e = eigs[p]
-            if not np.isfinite(e).all():
-                continue
+        for k, p in enumerate(members):
+            e = eigs[k]
             e = e[e > zero_tol * e.max()] if e.max() > 0 else e[:0]
-            if len(e) >= min_eigs:
-                out[p, layer] = fit_power_law(e, min_tail=min_tail).alpha
-    return out
+            if len(e) < min_eigs:
+                reasons[p, layer] = ALPHA_REASONS.index("too few eigenvalues")
+                continue
+            fit = fit_power_law(e, min_tail=min_tail, spread_tol=spread_tol)
+            out[p, layer] = fit.alpha
+            reasons[p, layer] = ALPHA_REASONS.index(fit.reason)
+    return out, reasons
+
+
+def layer_alphas(layout: ParamLayout, flat: torch.Tensor, **options) -> np.ndarray:
+    """alpha of every weight matrix of every member: ``[P, n_weight_layers]``, NaN where the data cannot
+    support a fit (see :func:`layer_alpha_fits`, which also says why; same options)."""
+    return layer_alpha_fits(layout, flat, **options)[0]

@@ -68,8 +68,8 @@ def test_hutchinson_trace_uses_each_members_vectors_and_converges_to_dense_trace
     modules, model, layout, flat, x, y = _population(arch)
     ids = [3, 4, 5]
     hvp = PopulationHVP(model, layout, flat, x, y)
-    few, used = hutchinson_trace(hvp, ids, max_vectors=6, tol=0.0, seed=1)
-    many, _ = hutchinson_trace(hvp, ids, max_vectors=1000, tol=0.0, seed=1)
+    few, _, used = hutchinson_trace(hvp, ids, max_vectors=6, tol=0.0, seed=1)
+    many, _, _ = hutchinson_trace(hvp, ids, max_vectors=1000, tol=0.0, seed=1)
     assert (used == 6).all()
     n = flat.shape[1]
     for p, module in enumerate(modules):
@@ -111,7 +111,7 @@ def test_tolerance_stops_early_and_a_non_finite_member_leaves_the_others_alone()
     broken = flat.clone()
     broken[1] = float("nan")
     eig, _ = top_eigenvalue(PopulationHVP(model, layout, broken, x, y), [0, 1, 2], iters=500, tol=1e-9)
-    trace, _ = hutchinson_trace(PopulationHVP(model, layout, broken, x, y), [0, 1, 2], max_vectors=5, tol=0.0)
+    trace, _, _ = hutchinson_trace(PopulationHVP(model, layout, broken, x, y), [0, 1, 2], max_vectors=5, tol=0.0)
     assert np.isnan(eig[1]) and np.isnan(trace[1])
     np.testing.assert_allclose(eig[[0, 2]], tight_eig[[0, 2]], rtol=1e-10)
     assert np.isfinite(trace[[0, 2]]).all()

@@ -12,8 +12,9 @@ from zoo.store import create_zoo
 from generators.landscape import QUICK, compute_landscape
 from generators.landscape import runner as runner_module
 
-ALL_NAMES = ["hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test", "alpha",
-             "alpha_layers", "cka", "mc_loss", "mc_error", "barrier_loss", "barrier_error"]
+ALL_NAMES = ["hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test",
+             "hessian_trace_train_se", "hessian_trace_test_se", "alpha", "alpha_layers", "alpha_reason", "cka",
+             "mc_loss", "mc_error", "barrier_loss", "barrier_error"]
 
 
 @pytest.fixture()

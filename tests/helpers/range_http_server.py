@@ -36,6 +36,9 @@ class RangeHTTPServer(ThreadingHTTPServer):
         self.requests: list[Request] = []
         self.cut_once: dict[str, int] = {}  # url path -> body bytes sent before the connection is cut
         self.delay: dict[str, float] = {}  # url path -> seconds to wait before sending the body
+        # how a Range request is answered: "206" (standard), "200+range" (status 200 but with the
+        # Content-Range header, as some servers and proxies do) or "ignore" (200 with the whole file)
+        self.range_reply = "206"
         self.lock = threading.Lock()
 
     @property
@@ -86,6 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = file.read_bytes()
         start, end, status = 0, len(data) - 1, 200
         m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range") or "")
+        if m and self.server.range_reply == "ignore":
+            m = None
         if m:
             if m[1]:
                 start, end = int(m[1]), min(int(m[2]), end) if m[2] else end
@@ -100,10 +105,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = 206
         payload = data[start:end + 1]
+        ranged = status == 206
+        if ranged and self.server.range_reply == "200+range":
+            status = 200
         self.send_response(status)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
+        if ranged:
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.end_headers()
         if not body:

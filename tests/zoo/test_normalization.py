@@ -78,18 +78,19 @@ def test_normalize_then_denormalize_round_trips(layout):
     torch.testing.assert_close(normalize(w3, stats, layout), z.reshape(3, 4, -1))
 
 
-def test_constant_tensor_uses_eps_and_record_round_trip(layout):
+def test_constant_tensor_is_centred_not_scaled_and_record_round_trip(layout):
     w = _weights(layout, n=5)
     bias = layout.entries[1]
     w[:, bias.offset:bias.offset + bias.numel] = 0.5
     stats = compute_norm_stats([w], layout, eps=1e-6)
-    assert stats.std[1].item() == pytest.approx(1e-6)
+    assert torch.isnan(stats.std[1]) and stats.constant.tolist() == [i == 1 for i in range(len(layout))]
     z = normalize(w, stats, layout)
     assert torch.isfinite(z).all() and (z[:, bias.offset:bias.offset + bias.numel] == 0).all()
     rec = json.loads(json.dumps(stats.to_record()))
+    assert rec["std"][1] is None and rec["constant"]["entries"] == [1]
     back = NormStats.from_record({**rec, "n_models": 5})
     torch.testing.assert_close(back.mean, stats.mean, rtol=0, atol=0)
-    torch.testing.assert_close(back.std, stats.std, rtol=0, atol=0)
+    torch.testing.assert_close(back.std, stats.std, rtol=0, atol=0, equal_nan=True)
 
 
 def test_mismatched_shapes_raise(layout):

@@ -31,6 +31,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    from zoo.lock import store_lock
+
+    with store_lock(args.out, wait=args.wait):
+        return _import(args)
+
+
+def _import(args: argparse.Namespace) -> int:
     if args.source_format in ROUND_TRIP_FORMATS:
         from zoo.interchange import import_zoo
 
@@ -48,9 +55,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
+    from zoo.lock import store_lock
     from zoo.pack import pack_weights
 
-    z = pack_weights(args.store, args.models_per_chunk, progress=not args.quiet)
+    with store_lock(args.store, wait=args.wait):
+        z = pack_weights(args.store, args.models_per_chunk, progress=not args.quiet)
     _print_store(z, f"packed: {args.models_per_chunk} models per weights chunk")
     return 0
 
@@ -72,11 +81,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the new store (a directory ending in .zarr); must not exist")
     p.add_argument("--pack", type=int, default=0, metavar="M",
                    help="afterwards, chunk the weights by M models for fast batch loading (complete stores only)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another command is writing the store, wait for it to finish instead of exiting (code 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("pack-weights", help="rechunk a complete store's weights by many models for fast loading")
     p.add_argument("store")
     p.add_argument("--models-per-chunk", type=int, default=256)
+    p.add_argument("--wait", action="store_true",
+                   help="if another command is writing the store, wait for it to finish instead of exiting (code 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_pack)

@@ -8,6 +8,7 @@ from typing import Any
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
     from generators.landscape import compute_landscape, load_settings
+    from zoo.lock import store_lock
     from zoo.store import open_zoo
 
     settings = load_settings(args.settings)
@@ -15,8 +16,9 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
         settings = settings.only(args.only)
     if args.checkpoint is not None:
         settings = settings.replace(checkpoint=args.checkpoint)
-    z = open_zoo(args.store, mode="r+")
-    summary = compute_landscape(z, settings, progress=not args.quiet)
+    with store_lock(args.store, wait=args.wait):
+        z = open_zoo(args.store, mode="r+")
+        summary = compute_landscape(z, settings, progress=not args.quiet)
     _print_summary(z, summary)
     failed = sum(m["failed"] for m in summary["metrics"].values())
     return 1 if failed else 0
@@ -72,5 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated metrics to compute: hessian, alpha, cka, mc, barrier (default: the settings')")
     p.add_argument("--checkpoint", type=int, default=None,
                    help="checkpoint index to compute at (negative counts from the end; default: the settings', -1)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another command is writing the store, wait for it to finish instead of exiting (code 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_metrics)

@@ -12,10 +12,12 @@ def _cmd_phases(args: argparse.Namespace) -> int:
 
     from generators.phases import label_phases
     from generators.report import print_phase_table
+    from zoo.lock import store_lock
     from zoo.store import open_zoo
 
-    z = open_zoo(args.store, mode="r+")
-    label_phases(z, args.rule)
+    with store_lock(args.store, wait=args.wait):  # one writer per store (zoo.lock)
+        z = open_zoo(args.store, mode="r+")
+        label_phases(z, args.rule)
     print_phase_table(z, Console())
     return 0
 
@@ -42,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store", help="a phase-grid store with landscape metrics ('weightzoo metrics')")
     p.add_argument("--rule", default=None, help="YAML/JSON file with phase-rule fields to change "
                    "(thresholds, weights); see docs/PHASES.md")
+    p.add_argument("--wait", action="store_true",
+                   help="if another command is writing the store, wait for it to finish instead of exiting (code 2)")
     p.set_defaults(func=_cmd_phases)
 
     p = sub.add_parser("plot", help="write phase-diagram heatmaps (PNG) of a phase-grid store")

@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,52 @@ from tqdm.auto import tqdm
 from zoo.errors import ZooError
 from zoo.format import STATUS_CODES, architecture_key, library_versions
 from zoo.atomic import atomic_output
+from zoo.lock import store_lock
 from kernels.layout import ParamLayout
 from zoo.store import Zoo, create_zoo, open_zoo
+
+
+class DuplicateRowsWarning(UserWarning):
+    """A source log holds several rows for one iteration or epoch (a trial restored from a checkpoint
+    re-runs some); the last occurrence of each is kept."""
+
+
+def index_rows(rows: Sequence[Mapping[str, Any]], where: str, fields: Sequence[tuple[str, int]]
+               ) -> list[Mapping[str, Any]]:
+    """Log rows by their own iteration or epoch field: ``result[e]`` is the row of epoch ``e``.
+
+    ``fields`` are ``(field, offset)`` candidates in order of preference; the first that every row has as
+    an integer is used, epoch = value - offset (Ray Tune's ``training_iteration`` counts from 1, so
+    ``("training_iteration", 1)`` makes its first row epoch 0). Rows repeating an epoch keep the last
+    occurrence, with a :class:`DuplicateRowsWarning`; an epoch missing between 0 and the last is a
+    :class:`ZooError` naming ``where``. Rows without any such field are returned in file order.
+    """
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and float(v).is_integer()
+
+    for name, offset in fields:
+        if rows and all(integer(r.get(name)) for r in rows):
+            break
+    else:
+        return list(rows)
+    by_epoch: dict[int, Mapping[str, Any]] = {}
+    repeated: list[int] = []
+    for r in rows:
+        e = int(r[name]) - offset
+        if e in by_epoch:
+            repeated.append(e)
+        by_epoch[e] = r
+    if repeated:
+        warnings.warn(f"{where}: {name} values {sorted(set(int(e) + offset for e in repeated))[:10]} appear more "
+                      "than once (a trial restored from a checkpoint re-runs them); the last occurrence of each is "
+                      "kept", DuplicateRowsWarning, stacklevel=2)
+    if min(by_epoch) < 0:
+        raise ZooError(f"{where}: field {name!r} has value {min(by_epoch) + offset}, below its first value {offset}")
+    missing = [e + offset for e in range(max(by_epoch) + 1) if e not in by_epoch]
+    if missing:
+        raise ZooError(f"{where}: field {name!r} skips the values {missing[:10]}{' ...' if len(missing) > 10 else ''} "
+                       f"(rows for {offset}..{max(by_epoch) + offset} are needed, one per epoch); the log is incomplete")
+    return [by_epoch[e] for e in range(max(by_epoch) + 1)]
 
 
 @dataclass
@@ -110,7 +155,7 @@ def build_store(plan: ImportPlan, out: str | os.PathLike, load: Callable[[int], 
     attrs = {"kind": "imported", "name": out.stem,
              "import": {"importer": plan.importer, "source": plan.source, "fingerprint": plan.fingerprint,
                         "versions": library_versions(), **plan.attrs}}
-    with atomic_output(out, stable=True) as tmp:
+    with store_lock(out), atomic_output(out, stable=True) as tmp:  # one import into 'out' at a time
         z = _open_or_create(tmp, plan, attrs)
         codes = z.status_codes()
         todo = [i for i in range(z.n_models) if codes[i] == STATUS_CODES["pending"]]

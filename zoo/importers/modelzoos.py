@@ -2,8 +2,11 @@
 Phase-Transition Model Zoo releases.
 
 A trial directory holds ``params.json`` (the trial's config, keys such as ``model::type``,
-``optim::lr``, ``training::batchsize``), ``result.json`` (one JSON object per line; line ``k`` is epoch
-``k``, line 0 the evaluation at initialisation) and ``checkpoint_<epoch, 6 digits>/checkpoints`` (a
+``optim::lr``, ``training::batchsize``), ``result.json`` (one JSON object per line, indexed by Ray Tune's
+``training_iteration``, which counts from 1: iteration 1 is epoch 0,
+the evaluation at initialisation; a trial restored from a checkpoint repeats iterations, of which the
+last occurrence is kept with a warning; a skipped iteration is an error naming the file; a log without ``training_iteration`` is
+indexed by a 0-based ``epoch`` field, else by line order) and ``checkpoint_<epoch, 6 digits>/checkpoints`` (a
 ``torch.save``d state dict of the model, keys possibly prefixed ``module.``). Mapping:
 
 * models table: every ``params.json`` key, nested dicts flattened with ``.`` and ``::`` written ``.``;
@@ -38,7 +41,7 @@ import torch
 
 from zoo.architectures import architecture_record
 from zoo.errors import ZooError
-from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files
+from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files, index_rows
 from zoo.importers.torch_state import load_state_dict
 from kernels.layout import ParamLayout
 from zoo.store import Zoo
@@ -105,8 +108,13 @@ def _read_json(path: Path) -> Any:
         raise ZooError(f"{path}: not valid JSON ({exc})") from exc
 
 
+#: result.json fields that index its rows, in order of preference, with the value of epoch 0
+EPOCH_FIELDS = (("training_iteration", 1), ("epoch", 0))
+
+
 def _read_results(path: Path) -> list[dict]:
-    """``result.json``: one JSON object per line (line k = epoch k); empty when the file is missing."""
+    """``result.json`` rows by epoch (``index_rows``: by Ray's ``training_iteration``, else an ``epoch`` field;
+    the last of repeated iterations kept); empty when the file is missing."""
     if not path.is_file():
         return []
     lines = []
@@ -120,7 +128,7 @@ def _read_results(path: Path) -> list[dict]:
         if not isinstance(obj, dict):
             raise ZooError(f"{path}: line {n} is not a JSON object")
         lines.append(obj)
-    return lines
+    return index_rows(lines, str(path), EPOCH_FIELDS)
 
 
 def _is_number(v: Any) -> bool:

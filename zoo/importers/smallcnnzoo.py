@@ -14,7 +14,8 @@ A release directory (one per dataset) holds:
 
 Mapping: rows are grouped into models by ``modeldir`` (else the checkpoint path's directory) in order
 of first appearance; the epoch comes from the checkpoint path (``permanent_ckpt-<epoch>``) or an
-``epoch`` column. Columns constant within a model go to the models table (``config.learning_rate``
+``epoch`` column, and indexes the rows (of several rows for one epoch of a model, the last is kept,
+with a warning). Columns constant within a model go to the models table (``config.learning_rate``
 → ``lr``, see :data:`COLUMN_MAP`; other ``config.*`` columns keep their names); numeric columns that
 vary go to metrics (``test_accuracy`` → ``test_acc``...); the checkpoint paths go to each model's
 record. The network (3 Keras ``Conv2D`` of 16 channels, 3x3, stride 2, ``valid`` padding, global
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,14 @@ import pandas as pd
 
 from zoo.architectures import architecture_record
 from zoo.errors import ZooError
-from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files
+from zoo.importers.build import (
+    DuplicateRowsWarning,
+    ImportPlan,
+    ModelResult,
+    build_store,
+    classify,
+    fingerprint_files,
+)
 from kernels.layout import ParamLayout
 from zoo.store import Zoo
 
@@ -148,6 +157,19 @@ def _model_keys(metrics: pd.DataFrame) -> np.ndarray:
     return np.array([s.rsplit("/", 1)[0] for s in metrics.index.astype(str)], dtype=object)
 
 
+def _last_row_per_epoch(rows: np.ndarray, epochs: np.ndarray, where: str) -> np.ndarray:
+    """``rows`` (positions in the CSV, in file order) with one row per epoch: of rows repeating an epoch
+    the last is kept, with a :class:`~zoo.importers.build.DuplicateRowsWarning`."""
+    last: dict[int, int] = {}
+    for r in rows:
+        last[int(epochs[r])] = int(r)
+    if len(last) < len(rows):
+        repeated = sorted({int(epochs[r]) for r in rows if last[int(epochs[r])] != r})
+        warnings.warn(f"{where}: epochs {repeated} have several rows (a run restored from a checkpoint re-runs "
+                      "them); the last row of each is kept", DuplicateRowsWarning, stacklevel=2)
+    return np.asarray(sorted(last.values()), dtype=np.int64)
+
+
 def import_smallcnnzoo(src: str | Path, out: str | Path, progress: bool = True) -> Zoo:
     """Import one Small CNN Zoo release directory (``weights.npy``, ``metrics.csv``, ``layout.csv``)."""
     src = Path(src)
@@ -169,6 +191,9 @@ def import_smallcnnzoo(src: str | Path, out: str | Path, progress: bool = True) 
     first = str(metrics.columns[0]) if len(metrics.columns) else ""
     if first.startswith("Unnamed") or first in ("", "checkpoint", "ckpt"):  # the checkpoint-path column
         metrics = metrics.set_index(metrics.columns[0])
+    if len(metrics) == 0 or weights.shape[0] == 0:
+        raise ZooError(f"{src}: the release holds no models ({mpath.name} has {len(metrics)} rows, {wpath.name} "
+                       f"{weights.shape[0]})")
     if len(metrics) != weights.shape[0]:
         raise ZooError(f"{mpath} has {len(metrics)} rows but {wpath} has {weights.shape[0]}; they must align")
     layout_rows = read_layout(lpath)
@@ -227,12 +252,10 @@ def import_smallcnnzoo(src: str | Path, out: str | Path, progress: bool = True) 
 
     def load(i: int) -> ModelResult:
         k = order[i]
-        rows = rows_of[k]
+        rows = _last_row_per_epoch(rows_of[k], epochs_col, f"{mpath}: model {k!r}")
         key = str(models.loc[i, "arch_key"])
         flat = np.full((len(ckpt_epochs), archs[key]["layout"]["n_params"]), np.nan, dtype=np.float32)
         got = [epoch_index[int(e)] for e in epochs_col[rows]]
-        if len(set(got)) != len(got):
-            raise ZooError(f"{mpath}: model {k!r} has several rows for one epoch ({sorted(epochs_col[rows].tolist())})")
         flat[got] = np.asarray(weights[rows], dtype=np.float32)[:, conv_index[key]]
         missing = [e for e in ckpt_epochs if e not in set(epochs_col[rows].tolist())]
         status, record = classify(flat, missing, None, ckpt_epochs)

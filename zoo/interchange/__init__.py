@@ -18,6 +18,7 @@ from zoo.interchange.compare import diff_stores
 from zoo.interchange.hdf5 import export_hdf5, import_hdf5
 from zoo.interchange.hf import export_hf, import_hf
 from zoo.interchange.safetensors_files import export_safetensors, import_safetensors
+from zoo.lock import store_lock
 from zoo.store import Zoo, open_zoo
 
 EXPORTERS: dict[str, Callable[..., Path]] = {
@@ -49,7 +50,8 @@ def export_zoo(z: Zoo | str | os.PathLike, fmt: str, out: str | os.PathLike, pro
 def import_zoo(src: str | os.PathLike, fmt: str, out: str | os.PathLike, progress: bool = True) -> Zoo:
     """Rebuild the store exported to ``src`` in format ``fmt`` at ``out`` (atomically); returns it, read-only."""
     _check(fmt)
-    return IMPORTERS[fmt](src, out, progress=progress)
+    with store_lock(out):  # one writer of 'out' at a time (zoo.lock)
+        return IMPORTERS[fmt](src, out, progress=progress)
 
 
 __all__ = ["FORMATS", "export_zoo", "import_zoo", "diff_stores", "export_hdf5", "import_hdf5", "export_hf",

@@ -101,8 +101,11 @@ def export_hdf5(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
             if info.get("kind") == "category":
                 ds.attrs["categories"] = json.dumps(info["categories"])
         for path in _copy_order(list(skel.arrays)):
+            weights = path.split("/", 1)[1] if skel.role(path) == "weights" else None
             for sel in row_blocks(skel.shape(path), skel.dtype(path), skel.chunks(path)):
-                values = as_numpy(z._root[path][sel], skel.dtype(path))
+                # the store's checked reads: damaged chunks, and missing chunks of complete models, raise
+                raw = z.read_weights(weights, sel) if weights is not None else z.read_array(path, sel)
+                values = as_numpy(raw, skel.dtype(path))
                 if values.size:
                     f[path][sel] = values
                 bar.update(values.size * (8 if values.dtype == object else values.dtype.itemsize))

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, user_error
 from zoo.interchange.columns import planned_array, planned_columns
 from zoo.atomic import atomic_output
 from zoo.interchange.skeleton import (
@@ -132,7 +132,7 @@ def _rows(z: Zoo, epochs: tuple[int, ...], weight_rows: tuple[tuple[str, int], .
     model)`` of the models-table columns; ``model_arrays`` and ``checkpoint_arrays``: ``(store path,
     [n_models, ...] values)`` of the per-model arrays exported once per model, resp. sliced by
     checkpoint (``[n_models, n_checkpoints, ...]``)."""
-    readers = {k: RowReader(z._root[f"weights/{k}"]) for k in z.architectures}
+    readers = {k: RowReader(z, k) for k in z.architectures}
     for i, (key, arch_row) in enumerate(weight_rows):
         base = {c: values[i] for c, values in columns}
         for p, values in model_arrays:
@@ -174,11 +174,20 @@ def export_hf(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
         datasets.disable_progress_bars()
     try:
         with atomic_output(out) as tmp:
-            ds = datasets.Dataset.from_generator(_rows, features=features, gen_kwargs=gen_kwargs,
-                                                 cache_dir=str(cache))
+            try:
+                if z.n_models == 0:  # from_generator refuses to build a dataset without rows
+                    ds = datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+                else:
+                    ds = datasets.Dataset.from_generator(_rows, features=features, gen_kwargs=gen_kwargs,
+                                                         cache_dir=str(cache))
+            except Exception as exc:  # datasets wraps what the row generator raised: raise ours as itself
+                cause = user_error(exc)
+                if cause is None:
+                    raise
+                raise cause from exc
             ds.info.description = json.dumps(doc)
             ds.info.dataset_name = str(z.meta.get("name", "weightzoo"))
-            ds.save_to_disk(str(tmp))
+            ds.save_to_disk(str(tmp), **({"num_shards": 1} if len(ds) == 0 else {}))  # 0 shards would not load
             del ds
     finally:
         shutil.rmtree(cache, ignore_errors=True)

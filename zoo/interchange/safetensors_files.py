@@ -146,7 +146,7 @@ def export_safetensors(z: Zoo, out: str | os.PathLike, progress: bool = True) ->
                 shutil.rmtree(tmp)
         tmp.mkdir(parents=True, exist_ok=True)
         resume.write_text(json.dumps({"fingerprint": fingerprint, "source": str(z.path)}))
-        readers = {k: RowReader(z._root[f"weights/{k}"]) for k in z.architectures}
+        readers = {k: RowReader(z, k) for k in z.architectures}
         files = {}
         for i in tqdm(range(z.n_models), desc=f"export {out.name}", unit="model", disable=not progress):
             key, row = str(human["arch_key"][i]), int(human["arch_row"][i])

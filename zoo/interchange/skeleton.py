@@ -14,7 +14,6 @@ attributes; only the data travels in the format's own layout. Arrays are sorted 
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from zarr.core.sync import sync
 
 from zoo.chunkio import block_rows
 from zoo.errors import ZooError
-from zoo.format import ROOT_ATTR
+from zoo.format import ROOT_ATTR, decode_array, encode_array
 from zoo.store import Zoo
 
 PER_MODEL_GROUPS = ("models", "results", "metrics", "curves", "splits", "landscape", "phases")
@@ -148,26 +147,6 @@ def as_numpy(values: Any, dtype: np.dtype) -> np.ndarray:
     return np.asarray(values, dtype=dtype)
 
 
-def encode_array(values: np.ndarray) -> dict:
-    """A JSON-able record of a small array: raw little-endian bytes in base64 (strings as a list)."""
-    if values.dtype == object:
-        return {"dtype": "string", "shape": list(values.shape), "values": [str(v) for v in values.ravel()]}
-    data = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-    return {"dtype": values.dtype.str.lstrip("<>|="), "shape": list(values.shape),
-            "base64": base64.b64encode(data.tobytes()).decode("ascii")}
-
-
-def decode_array(rec: Mapping[str, Any], where: str) -> np.ndarray:
-    try:
-        shape = tuple(int(s) for s in rec["shape"])
-        if rec["dtype"] == "string":
-            return np.asarray(list(rec["values"]), dtype=object).reshape(shape)
-        dtype = np.dtype(rec["dtype"]).newbyteorder("<")
-        return np.frombuffer(base64.b64decode(rec["base64"]), dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ZooError(f"{where}: malformed array record ({type(exc).__name__}: {exc})") from exc
-
-
 def write_zoo_arrays(root: zarr.Group, skel: StoreSkeleton, records: Mapping[str, Any], where: str) -> None:
     """Write the ``zoo``-role arrays from their records (see :func:`encode_array`)."""
     for path in skel.paths("zoo"):
@@ -182,12 +161,12 @@ def write_zoo_arrays(root: zarr.Group, skel: StoreSkeleton, records: Mapping[str
 
 
 def read_zoo_arrays(z: Zoo, skel: StoreSkeleton) -> dict[str, dict]:
-    return {p: encode_array(as_numpy(z._root[p][...], skel.dtype(p))) for p in skel.paths("zoo")}
+    return {p: encode_array(as_numpy(z.read_array(p, ...), skel.dtype(p))) for p in skel.paths("zoo")}
 
 
 def read_model_arrays(z: Zoo, skel: StoreSkeleton) -> dict[str, np.ndarray]:
     """Every ``model``-role array, whole: ``{path: [n_models, ...]}`` (small: scalars, metrics, curves)."""
-    return {p: as_numpy(z._root[p][...], skel.dtype(p)) for p in skel.paths("model")}
+    return {p: as_numpy(z.read_array(p, ...), skel.dtype(p)) for p in skel.paths("model")}
 
 
 def write_model_arrays(root: zarr.Group, values: Mapping[str, np.ndarray]) -> None:
@@ -238,18 +217,20 @@ class RowWriter:
 
 
 class RowReader:
-    """Reads rows of a weights array through one cached, chunk-aligned block (one zarr call per block)."""
+    """Reads rows ``[n_checkpoints, n_params]`` of ``weights/<arch_key>`` through one cached, chunk-aligned
+    block, read by the store's checked read :meth:`Zoo.read_weights <zoo.store.Zoo.read_weights>`."""
 
-    def __init__(self, array: zarr.Array) -> None:
-        self.array = array
-        self.block_rows = _block_rows(array)
+    def __init__(self, z: Zoo, arch_key: str) -> None:
+        self.z, self.arch_key = z, arch_key
+        self.n_rows = int(z.weights_array(arch_key).shape[0])
+        self.block_rows = _block_rows(z.weights_array(arch_key))
         self.start = -1
         self.block: np.ndarray | None = None
 
     def get(self, row: int) -> np.ndarray:
         start = row // self.block_rows * self.block_rows
         if start != self.start:
-            self.block = np.asarray(self.array[start:min(start + self.block_rows, self.array.shape[0])])
+            self.block = self.z.read_weights(self.arch_key, slice(start, min(start + self.block_rows, self.n_rows)))
             self.start = start
         return self.block[row - start]
 
