@@ -83,7 +83,7 @@ def test_cli_exits_2_with_one_line(holed, tmp_path, capsys):
 
 
 def test_a_missing_chunk_of_a_failed_or_pending_model_is_not_an_error(tmp_path):
-    from store_factory import make_rich_store
+    from helpers.store_factory import make_rich_store
 
     z = make_rich_store(tmp_path / "rich.zarr")  # model 5 failed, model 7 pending: never written
     key = str(z.models.loc[5, "arch_key"])
