@@ -15,7 +15,13 @@ consecutive rows whose batches at tick ``t`` have the same length ``L`` steps to
 contiguous block of rows). Ordering the members by batch size, then by training-set size (largest
 first), makes the runs long: members with equal batch sizes then step together at every tick where
 each has a full batch, and a member's short last batch, or the end of its epoch, only splits its run.
-Every member thus sees exactly the mini-batches it would see alone, and takes exactly as many steps.
+
+Neighbouring runs of different lengths may share a call too, the shorter batches padded to the longest
+(the padding repeats a member's last example and has weight 0 in its loss, so the gradient is exactly
+its own batch's): the schedule pads while a separate call's fixed overhead, ``overhead_samples``
+example-rows of compute (:meth:`generators.cost.CostModel.overhead_in_samples`), outweighs the padded
+rows. Every member thus sees exactly the mini-batches it would see alone, and takes exactly as many
+steps; padding only changes which members share a matrix product.
 """
 
 from __future__ import annotations
@@ -32,31 +38,40 @@ from zoo.tasks import TaskData
 
 @dataclass(frozen=True)
 class Call:
-    """Rows ``start..stop-1`` step together on batches of ``length`` examples; ``pieces`` say where their
-    indices are: ``(lane, first row in the lane, last row + 1, first column, last column + 1)`` of the
-    lanes' stacked epoch orders."""
+    """Rows ``start..stop-1`` step together on batches padded to ``length`` examples; ``pieces`` say
+    where their indices are: ``(lane, first row in the lane, last row + 1, first column, last column
+    + 1)`` of the lanes' stacked epoch orders (a piece narrower than ``length`` is padded);
+    ``weights [rows, length]`` (None when nothing is padded) weigh each example in its member's loss."""
 
     start: int
     stop: int
     length: int
     pieces: tuple[tuple[int, int, int, int, int], ...]
+    weights: torch.Tensor | None = None
 
     def index(self, lane_orders: Sequence[torch.Tensor]) -> torch.Tensor:
         """``idx [stop - start, length]`` into ``MemberData.x`` for this call."""
-        parts = [lane_orders[lane][lo:hi, c0:c1] for lane, lo, hi, c0, c1 in self.pieces]
+        parts = []
+        for lane, lo, hi, c0, c1 in self.pieces:
+            part = lane_orders[lane][lo:hi, c0:c1]
+            if c1 - c0 < self.length:
+                part = torch.cat([part, part[:, -1:].expand(-1, self.length - (c1 - c0))], dim=1)
+            parts.append(part)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class Schedule:
     """The calls of one epoch (the same every epoch) for members with training-set sizes ``sizes [P]``
-    and batch sizes ``batch_sizes [P]`` (see the module docstring).
+    and batch sizes ``batch_sizes [P]`` (see the module docstring); ``overhead_samples`` > 0 lets
+    neighbouring runs share a padded call.
 
     Attributes: ``ticks`` (a list of ticks, each a list of :class:`Call`), ``lanes`` (maximal runs of
     consecutive rows with equal size and batch size, ``(start, stop)``), ``steps [P]`` (steps per epoch
-    of every member), ``n_calls`` (calls per epoch).
+    of every member), ``n_calls`` (calls per epoch), ``rows_examples`` (example-rows computed per
+    epoch, padding included).
     """
 
-    def __init__(self, sizes: Sequence[int], batch_sizes: Sequence[int]) -> None:
+    def __init__(self, sizes: Sequence[int], batch_sizes: Sequence[int], overhead_samples: float = 0.0) -> None:
         n = np.asarray(sizes, dtype=np.int64)
         b = np.asarray(batch_sizes, dtype=np.int64)
         if n.shape != b.shape:
@@ -72,26 +87,63 @@ class Schedule:
             lane_of[r] = len(lanes) - 1
         self.lanes = [tuple(lane) for lane in lanes]
         self.ticks: list[list[Call]] = []
-        for t in range(int(self.steps.max(initial=0))):
-            lengths = np.clip(n - t * b, 0, b)
+        self.rows_examples = 0
+        for t, groups in enumerate(tick_calls(n, b, overhead_samples)):
             calls = []
-            bounds = np.flatnonzero(np.diff(lengths)) + 1
-            for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(n)]):
-                length = int(lengths[start])
-                if length == 0:
-                    continue
+            for group in groups:
+                start, stop, length = group[0][0], group[-1][1], max(r[2] for r in group)
                 pieces = []
-                for lane in range(int(lane_of[start]), int(lane_of[stop - 1]) + 1):
-                    la, lb = self.lanes[lane]
-                    col = t * int(b[la])
-                    pieces.append((lane, max(la, start) - la, min(lb, stop) - la, col, col + length))
-                calls.append(Call(int(start), int(stop), length, tuple(pieces)))
+                for run_start, run_stop, run_length in group:
+                    for lane in range(int(lane_of[run_start]), int(lane_of[run_stop - 1]) + 1):
+                        la, lb = self.lanes[lane]
+                        col = t * int(b[la])
+                        pieces.append((lane, max(la, run_start) - la, min(lb, run_stop) - la, col, col + run_length))
+                weights = None
+                if len(group) > 1:
+                    weights = torch.zeros(stop - start, length)
+                    for run_start, run_stop, run_length in group:
+                        weights[run_start - start:run_stop - start, :run_length] = 1.0 / run_length
+                calls.append(Call(start, stop, length, tuple(pieces), weights))
+                self.rows_examples += (stop - start) * length
             self.ticks.append(calls)
         self.n_calls = sum(len(calls) for calls in self.ticks)
 
     def lane_orders(self, orders: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The members' epoch orders (``[sizes[r]]`` each, row order) stacked per lane: ``[rows, size]``."""
         return [torch.stack(list(orders[a:b])) for a, b in self.lanes]
+
+
+def tick_calls(sizes: Sequence[int], batch_sizes: Sequence[int], overhead_samples: float = 0.0
+               ) -> Iterator[list[list[tuple[int, int, int]]]]:
+    """The calls of every tick of one epoch (:class:`Schedule`), each a group of runs ``(start, stop,
+    length)`` of consecutive rows whose batches are ``length`` long (the call pads them to the longest)."""
+    n = np.asarray(sizes, dtype=np.int64)
+    b = np.asarray(batch_sizes, dtype=np.int64)
+    for t in range(int((-(-n // b)).max(initial=0))):
+        lengths = np.clip(n - t * b, 0, b)
+        bounds = np.flatnonzero(np.diff(lengths)) + 1
+        runs = [(int(s), int(e), int(lengths[s])) for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(n)])
+                if lengths[s] > 0]
+        yield _merge_runs(runs, overhead_samples)
+
+
+def _merge_runs(runs: list[tuple[int, int, int]], overhead: float) -> list[list[tuple[int, int, int]]]:
+    """Neighbouring runs ``(start, stop, length)`` grouped into calls: a run joins the call before it
+    while padding both to the longer length costs fewer example-rows than the overhead of a call of its
+    own (``overhead`` example-rows; 0: every run is its own call)."""
+    groups: list[list[tuple[int, int, int]]] = []
+    for run in runs:
+        if groups and overhead > 0:
+            group = groups[-1]
+            rows = group[-1][1] - group[0][0]
+            length = max(r[2] for r in group)
+            alone = (overhead + rows * length) + (overhead + (run[1] - run[0]) * run[2])
+            together = overhead + (rows + run[1] - run[0]) * max(length, run[2])
+            if together <= alone:
+                group.append(run)
+                continue
+        groups.append([run])
+    return groups
 
 
 class MemberData:
@@ -136,18 +188,19 @@ class MemberData:
         if (self.sizes == 0).any():
             raise ZooError(f"population members {torch.flatnonzero(self.sizes == 0).tolist()} have no training examples")
         self.equal_sizes = bool((self.sizes == self.sizes[0]).all())
-        self._schedules: dict[tuple[int, ...], Schedule] = {}
+        self._schedules: dict[tuple, Schedule] = {}
 
     @property
     def n_members(self) -> int:
         return len(self.sizes)
 
-    def schedule(self, batch_sizes: int | Sequence[int]) -> Schedule:
+    def schedule(self, batch_sizes: int | Sequence[int], overhead_samples: float = 0.0) -> Schedule:
         """The :class:`Schedule` of one epoch with these batch sizes (one for all, or one per member)."""
         sizes = (int(batch_sizes),) * self.n_members if isinstance(batch_sizes, int) else tuple(map(int, batch_sizes))
-        if sizes not in self._schedules:
-            self._schedules[sizes] = Schedule(self.sizes.tolist(), sizes)
-        return self._schedules[sizes]
+        key = (*sizes, float(overhead_samples))
+        if key not in self._schedules:
+            self._schedules[key] = Schedule(self.sizes.tolist(), sizes, overhead_samples)
+        return self._schedules[key]
 
     def steps_per_epoch(self, batch_sizes: int | Sequence[int]) -> torch.Tensor:
         """Mini-batch steps ``[P]`` every member takes per epoch."""

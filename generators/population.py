@@ -25,7 +25,7 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from zoo.architectures import build_architecture, layout_of, load_flat_weights, 
 from zoo.errors import ArchitectureMismatchError, SpecError
 from zoo.tasks import TaskData
 
+from generators.cost import DEFAULT_COST, CostModel, module_flops
 from generators.member_data import MemberData
 from generators.padding import embedding_index, envelope_of, unit_masks
 
@@ -127,7 +128,8 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     """Summed cross-entropy ``[P]`` and number of correct predictions ``[P]`` of every member, from
     logits ``[P, n, C]`` and labels ``[n]`` (sums, so batches add up)."""
     p, n, c = logits.shape
-    loss = F.cross_entropy(logits.reshape(p * n, c), y.repeat(p), reduction="none").view(p, n).sum(1)
+    # class-major [P, C, n]: torch's CPU log_softmax over an innermost axis of ~10 classes is much slower
+    loss = F.cross_entropy(logits.transpose(1, 2), y.expand(p, n), reduction="none").sum(1)
     correct = (logits.argmax(-1) == y).sum(1)
     return loss, correct
 
@@ -200,7 +202,10 @@ class PopulationModel:
         self.fast = hasattr(self.template, "population_forward")
         self.fast_shared = self.fast and "shared" in inspect.signature(self.template.population_forward).parameters
         self.manual = bool(getattr(self.template, "manual_backward", False))
+        self.grads_out = self.manual and "grads_out" in inspect.signature(
+            self.template.population_loss_and_grads).parameters
         self._rows: dict[tuple[int, int], tuple[dict, list | None]] = {}
+        self._flat_grads: torch.Tensor | None = None
 
     @property
     def n_members(self) -> int:
@@ -238,6 +243,7 @@ class PopulationModel:
             out.member_index = [self.member_index[int(i)] for i in idx]
             out.unit_masks = [m[idx] for m in self.unit_masks]
         out._rows = {}
+        out._flat_grads = None
         return out
 
     def _masks(self, params: Mapping[str, torch.Tensor], masks: Sequence[torch.Tensor] | None
@@ -269,37 +275,58 @@ class PopulationModel:
         return vmap(fn, in_dims=(0, None if shared else 0, 0))(dict(params), x, list(masks))
 
     def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None,
-                       masks: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                       masks: Sequence[torch.Tensor] | None = None, sample_weights: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Mean cross-entropy ``[P]`` of every member on its own batch (``x [P, B, ...]``, ``y [P, B]``)
         and the gradients of the parameters, in layout order. Uses the architecture's hand-written
         backward when it has one, else autograd. ``params`` (default: all members' ``self.params``)
-        may be the stacked parameters of a subset of the members, with their ``masks``."""
+        may be the stacked parameters of a subset of the members, with their ``masks``;
+        ``sample_weights [P, B]`` replaces the batch mean by a weighted sum (padded batches)."""
         names = self.layout.names
         params = self.params if params is None else params
         masks = self._masks(params, masks)
         if self.manual:
             kw = {} if masks is None else {"unit_masks": list(masks)}
+            if sample_weights is not None:
+                kw["sample_weights"] = sample_weights
             with torch.no_grad():
                 loss, grads = self.template.population_loss_and_grads(params, x, y, **kw)
             return loss, [grads[k] for k in names]
         leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         logits = self.logits(leaves, x, shared=False, masks=masks)
         p, b = y.shape
-        loss = F.cross_entropy(logits.reshape(p * b, -1), y.reshape(-1), reduction="none").view(p, b).mean(1)
+        ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # [P, B], class-major (faster)
+        loss = ce.mean(1) if sample_weights is None else (ce * sample_weights).sum(1)
         grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
         return loss.detach(), list(grads)
 
-    def rows_loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, start: int, stop: int
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    def rows_loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, start: int, stop: int,
+                            sample_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`loss_and_grads` of the members ``start..stop-1`` (a contiguous block of rows), with
-        the gradients flat: ``([stop - start], [stop - start, n_params])``."""
+        the gradients flat: ``([stop - start], [stop - start, n_params])`` (the hand-written backward
+        writes them straight into one buffer, which the next call of the same rows overwrites)."""
         key = (start, stop)
         if key not in self._rows:
             params = {k: v[start:stop] for k, v in self.params.items()}
-            masks = None if self.unit_masks is None else [m[start:stop] for m in self.unit_masks]
-            self._rows[key] = (params, masks)
-        params, masks = self._rows[key]
-        loss, grads = self.loss_and_grads(x, y, params, masks)
+            kw: dict[str, Any] = {}
+            if self.unit_masks is not None:
+                kw["unit_masks"] = [m[start:stop] for m in self.unit_masks]
+            block = None
+            if self.manual and self.grads_out:
+                if self._flat_grads is None:
+                    self._flat_grads = torch.empty_like(self.flat_params)
+                block = self._flat_grads[start:stop]
+                kw["grads_out"] = self.layout.unflatten(block)
+            self._rows[key] = (params, kw, block)
+        params, kw, block = self._rows[key]
+        if block is not None:
+            with torch.no_grad():
+                if sample_weights is None:
+                    loss, _ = self.template.population_loss_and_grads(params, x, y, **kw)
+                else:
+                    loss, _ = self.template.population_loss_and_grads(params, x, y, sample_weights=sample_weights, **kw)
+            return loss, block
+        loss, grads = self.loss_and_grads(x, y, params, kw.get("unit_masks"), sample_weights)
         n = stop - start
         return loss, torch.cat([g.reshape(n, -1) for g in grads], dim=1)
 
@@ -441,6 +468,7 @@ def train_population(
     on_epoch: Callable[[int], None] | None = None,
     *,
     start_weights: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    cost_model: CostModel | None = None,
 ) -> PopulationResult:
     """Train all ``members`` together; see the module docstring.
 
@@ -449,7 +477,8 @@ def train_population(
     size and architecture options (``Member.batch_size``, ``Member.arch_config``: widths that differ
     are zero-padded, :mod:`generators.padding`). ``start_weights`` (``[P, n_params]``, or one flat
     vector per member) replaces the seeded initialisation (fine-tuning): checkpoint epoch 0 then holds
-    exactly these weights.
+    exactly these weights. ``cost_model`` (default :data:`generators.cost.DEFAULT_COST`) decides when
+    members with shorter batches share a padded call (speed only).
     """
     if not members:
         raise ValueError("train_population needs at least one member")
@@ -477,9 +506,12 @@ def train_population(
     flat = model.flat_params
     gens = [torch.Generator().manual_seed(int(m.data_seed)) for m in rows]
     opt = _Optimizer(config, rows, flat)
-    schedule = data.schedule(row_batch)
+    cost = DEFAULT_COST if cost_model is None else cost_model
+    overhead = cost.overhead_in_samples(module_flops(model.template, row_tasks[0].input_shape))
+    schedule = data.schedule(row_batch, overhead)
     per_epoch = schedule.steps  # [P] steps per epoch
-    uniform_steps: dict[tuple[int, int], int | None] = {}
+    uniform_steps: dict[tuple[int, int], int | None] = {}  # Adam's step count is an int where it can be
+    sgd = config.optimizer == "sgd"
 
     ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
     stacked = torch.empty(P, len(ckpts), flat.shape[1])
@@ -504,8 +536,11 @@ def train_population(
             for call in calls:
                 a, b = call.start, call.stop
                 idx = call.index(lanes)
-                loss, grad = model.rows_loss_and_grads(data.x[idx], data.y[idx], a, b)
-                epoch_loss[a:b] += loss
+                loss, grad = model.rows_loss_and_grads(data.x[idx], data.y[idx], a, b, call.weights)
+                epoch_loss[a:b].add_(loss)
+                if sgd:
+                    opt.step(a, b, grad, factor, 0)
+                    continue
                 if (a, b) not in uniform_steps:
                     block = per_epoch[a:b]
                     uniform_steps[(a, b)] = int(block[0]) if (block == block[0]).all() else None
