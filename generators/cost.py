@@ -38,6 +38,7 @@ class CostModel:
     byte_rate: float = 2.0e10
     bytes_per_param: float = 40.0
     train_flop_factor: float = 3.0
+    op_overhead_s: float = 5.0e-6
 
     def call_seconds(self, rows: int, length: int, flops_per_sample: float, n_params: int) -> float:
         """Estimated seconds of one call: ``rows`` members, ``length`` examples each, of a model with
@@ -56,6 +57,12 @@ class CostModel:
         while the overhead of a separate call is larger (:class:`generators.member_data.Schedule`)."""
         per_sample = max(flops_per_sample, 1.0) * self.train_flop_factor / self.flop_rate
         return self.call_overhead_s / per_sample
+
+    def flat_update_limit(self, n_tensors: int) -> float:
+        """Members x parameters up to which an optimiser update runs on one flat gradient: flattening
+        costs a pass over the gradients (8 bytes a parameter), updating tensor by tensor costs about
+        3 more kernel launches per extra tensor."""
+        return 3 * max(n_tensors - 1, 0) * self.op_overhead_s * self.byte_rate / 8
 
     def memory_bytes(self, members: int, n_params: int, n_states: int, n_checkpoints: int) -> int:
         """Bytes a population keeps: float32 parameters, gradients, ``n_states`` optimiser states

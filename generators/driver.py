@@ -5,11 +5,16 @@ The driver knows nothing about phase grids or model trees. Each spec ``kind`` su
 
 * ``plan(spec) -> ZooPlan``: the models table, architectures, tasks and attributes, fixed before any
   training (each model has a slot; resuming trains exactly the ``pending`` ones);
-* ``populations(spec, models) -> [Population]``: models that train together, each in a *stage*
-  (a model-tree child trains in stage 1, after its parent in stage 0 is written);
+* ``populations(spec, models, architectures, tasks) -> [Population]``: models that train together,
+  each in a *stage* (a model-tree child trains in stage 1, after its parent in stage 0 is written);
+  phase grids ask the planner (:mod:`generators.planner`). The populations are the zoo's *plan*: it
+  is stored with the zoo (``attrs["plan"]``) and resumed from, and planned again only when the spec's
+  ``population`` settings change (no model's result depends on the plan);
 * ``job(z, spec, model_ids, tasks) -> TrainingJob``: what one population trains (configuration,
   members, one task per member, start weights), read from the store alone;
-* ``splits(z, spec) -> [(name, codes, settings)]``: the kind's standard splits.
+* ``splits(z, spec) -> [(name, codes, settings)]``: the kind's standard splits;
+* ``describe(spec, plan) -> rich renderable`` (optional): the plan as ``weightzoo generate --plan``
+  prints it.
 
 :func:`generate` runs the stages in order; inside a stage the populations are independent, and
 :func:`train_population_job` -- given only the store path, the spec and the model ids -- trains one of
@@ -20,12 +25,13 @@ landscape metrics, phase labels; see :mod:`generators.analysis`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +40,7 @@ from tqdm.auto import tqdm
 
 from zoo.dataset import norm_stats
 from zoo.errors import SpecError
-from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions
+from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions, to_jsonable
 from zoo.store import Zoo, create_zoo, open_zoo
 from zoo.tasks import TaskData, build_task
 
@@ -88,9 +94,10 @@ class ZooKind:
     """What a spec kind supplies to the driver (see the module docstring)."""
 
     plan: Callable[[Any], ZooPlan]
-    populations: Callable[[Any, pd.DataFrame], list[Population]]
+    populations: Callable[[Any, pd.DataFrame, Mapping[str, dict], Mapping[str, Any]], list[Population]]
     job: Callable[[Zoo, Any, Sequence[int], "TaskCache"], TrainingJob]
     splits: Callable[[Zoo, Any], list[SplitDef]]
+    describe: Callable[[Any, ZooPlan], Any] | None = None
 
 
 #: spec kind -> "module:attribute" of its :class:`ZooKind` (imported when first used).
@@ -143,20 +150,91 @@ def create_or_resume(spec: Any, out: str | Path) -> Zoo:
         return z
     plan = kind_of(spec).plan(spec)
     attrs = {"kind": spec.kind, "name": spec.name, "spec": spec.raw, "spec_hash": spec.spec_hash, **plan.attrs}
-    return create_zoo(out, models=plan.models, architectures=plan.architectures, tasks=plan.tasks,
-                      checkpoint_epochs=plan.checkpoint_epochs, metric_names=list(DEFAULT_METRICS),
-                      n_epochs=plan.n_epochs, attrs=attrs)
+    z = create_zoo(out, models=plan.models, architectures=plan.architectures, tasks=plan.tasks,
+                   checkpoint_epochs=plan.checkpoint_epochs, metric_names=list(DEFAULT_METRICS),
+                   n_epochs=plan.n_epochs, attrs=attrs)
+    planned_populations(z, spec)  # the plan is stored with the zoo before anything trains
+    return z
+
+
+def _plan_settings(spec: Any) -> dict:
+    """The spec's population settings the plan depends on (``generators.planner.PopulationSettings``)."""
+    settings = getattr(spec, "population", None)
+    return {} if settings is None else settings.plan_record()
+
+
+def planned_populations(z: Zoo, spec: Any) -> list[Population]:
+    """The zoo's plan: every population, by stage. Read from the store (``attrs["plan"]``) when it was
+    made with the spec's current population settings; else planned now and stored (a store opened
+    read-only is planned without storing)."""
+    settings = to_jsonable(_plan_settings(spec))
+    stored = z.meta.get("plan")
+    if isinstance(stored, Mapping) and stored.get("settings") == settings:
+        return [Population(tuple(p["key"]), [int(i) for i in p["model_ids"]], int(p["stage"]), int(p["epochs"]))
+                for p in stored["populations"]]
+    pops = kind_of(spec).populations(spec, z._planned, z.architectures, z.tasks)
+    if z.writable:
+        z._update_meta(plan={"settings": settings, "populations": [
+            {"key": [str(k) for k in p.key], "model_ids": [int(i) for i in p.model_ids], "stage": p.stage,
+             "epochs": p.epochs} for p in pops]})
+    return pops
 
 
 def pending_populations(z: Zoo, spec: Any) -> list[Population]:
-    """The populations with models still ``pending``, restricted to those models, by stage."""
+    """The populations of the plan with models still ``pending``, restricted to those models, by stage."""
     pending = set(np.flatnonzero(z.status_codes() == STATUS_CODES["pending"]).tolist())
     out = []
-    for pop in kind_of(spec).populations(spec, z._planned):
+    for pop in planned_populations(z, spec):
         ids = [i for i in pop.model_ids if i in pending]
         if ids:
             out.append(Population(pop.key, ids, pop.stage, pop.epochs))
     return sorted(out, key=lambda p: p.stage)
+
+
+def describe_plan(spec: str | Path | Mapping | Any, out: str | Path | None = None) -> Any:
+    """What ``weightzoo generate SPEC --out OUT --plan`` prints, without training: the kind's description
+    of the plan (populations, sizes, estimated cost), or, for a store ``out`` that exists, the stored
+    plan's populations still pending. Returns a ``rich`` renderable."""
+    from rich.table import Table
+
+    spec = as_spec(spec)
+    kind = kind_of(spec)
+    if out is not None and Path(out).exists():
+        z = open_zoo(out)
+        if z.meta.get("spec_hash") != spec.spec_hash:
+            raise SpecError(f"{out} was generated from a different spec (hash {z.meta.get('spec_hash')}, this spec "
+                            f"{spec.spec_hash})")
+        pops = pending_populations(z, spec)
+        table = Table(title=f"{out}: {len(pops)} populations with pending models "
+                            f"({sum(len(p.model_ids) for p in pops)} of {z.n_models} models)")
+        for col in ("stage", "models", "first ids", "epochs"):
+            table.add_column(col, justify="right")
+        for p in pops:
+            table.add_row(str(p.stage), str(len(p.model_ids)), ", ".join(map(str, p.model_ids[:6])) +
+                          (", ..." if len(p.model_ids) > 6 else ""), str(p.epochs))
+        return table
+    plan = kind.plan(spec)
+    if kind.describe is not None:
+        return kind.describe(spec, plan)
+    pops = kind.populations(spec, plan.models, plan.architectures, plan.tasks)
+    table = Table(title=f"training plan: {len(pops)} populations, {len(plan.models)} models")
+    for col in ("stage", "models", "group", "epochs"):
+        table.add_column(col, justify="right")
+    for p in pops:
+        table.add_row(str(p.stage), str(len(p.model_ids)), " ".join(map(str, p.key)), str(p.epochs))
+    return table
+
+
+@contextlib.contextmanager
+def training_threads(threads: int) -> Iterator[None]:
+    """torch intra-op threads set to ``threads`` for the block (0: leave torch's setting), then restored."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def write_results(z: Zoo, job: TrainingJob, result: Any) -> dict[str, int]:
@@ -228,12 +306,15 @@ def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence
 
 
 def run_local(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm) -> None:
-    """The local backend: stage by stage, the populations one after another in this process."""
+    """The local backend: stage by stage, the populations one after another in this process, with the
+    spec's ``population.threads`` torch threads."""
     tasks = TaskCache(z)
-    for populations in stages:
-        for pop in populations:
-            train_population_job(z, spec, pop.model_ids, tasks=tasks,
-                                 on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
+    settings = getattr(spec, "population", None)
+    with training_threads(settings.threads if settings is not None else 0):
+        for populations in stages:
+            for pop in populations:
+                train_population_job(z, spec, pop.model_ids, tasks=tasks,
+                                     on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
 
 
 def run_ray(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm, **options: Any) -> None:

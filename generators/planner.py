@@ -75,16 +75,17 @@ def _fail(field_name: str, msg: str, source: str | None) -> SpecError:
     return SpecError(f"{source + ': ' if source else ''}field '{field_name}': {msg}")
 
 
-def parse_population_settings(value: Any, source: str | None = None, field_name: str = "population"
-                              ) -> PopulationSettings:
-    """The spec's ``population`` mapping as :class:`PopulationSettings`; errors name the field."""
+def parse_population_settings(value: Any, source: str | None = None, field_name: str = "population",
+                              allowed: Sequence[str] = POPULATION_FIELDS) -> PopulationSettings:
+    """The spec's ``population`` mapping as :class:`PopulationSettings` (only the ``allowed`` fields);
+    errors name the field."""
     if value is None:
         value = {}
     if not isinstance(value, Mapping):
         raise _fail(field_name, f"expected a mapping, got {value!r}", source)
-    extra = sorted(set(value) - set(POPULATION_FIELDS))
+    extra = sorted(set(value) - set(allowed))
     if extra:
-        raise _fail(f"{field_name}.{extra[0]}", f"unknown option; allowed: {list(POPULATION_FIELDS)}", source)
+        raise _fail(f"{field_name}.{extra[0]}", f"unknown option; allowed: {list(allowed)}", source)
 
     def number(key: str, minimum: float, integer: bool) -> Any:
         v = value[key]

@@ -202,10 +202,7 @@ class PopulationModel:
         self.fast = hasattr(self.template, "population_forward")
         self.fast_shared = self.fast and "shared" in inspect.signature(self.template.population_forward).parameters
         self.manual = bool(getattr(self.template, "manual_backward", False))
-        self.grads_out = self.manual and "grads_out" in inspect.signature(
-            self.template.population_loss_and_grads).parameters
         self._rows: dict[tuple[int, int], tuple[dict, list | None]] = {}
-        self._flat_grads: torch.Tensor | None = None
 
     @property
     def n_members(self) -> int:
@@ -243,7 +240,6 @@ class PopulationModel:
             out.member_index = [self.member_index[int(i)] for i in idx]
             out.unit_masks = [m[idx] for m in self.unit_masks]
         out._rows = {}
-        out._flat_grads = None
         return out
 
     def _masks(self, params: Mapping[str, torch.Tensor], masks: Sequence[torch.Tensor] | None
@@ -301,32 +297,20 @@ class PopulationModel:
         return loss.detach(), list(grads)
 
     def rows_loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, start: int, stop: int,
-                            sample_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`loss_and_grads` of the members ``start..stop-1`` (a contiguous block of rows), with
-        the gradients flat: ``([stop - start], [stop - start, n_params])`` (the hand-written backward
-        writes them straight into one buffer, which the next call of the same rows overwrites)."""
+                            sample_weights: torch.Tensor | None = None, flat: bool = True
+                            ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
+        """:meth:`loss_and_grads` of the members ``start..stop-1`` (a contiguous block of rows): the
+        loss ``[stop - start]`` and the gradients, flat ``[stop - start, n_params]`` or, with ``flat``
+        False, one tensor per parameter (layout order)."""
         key = (start, stop)
         if key not in self._rows:
             params = {k: v[start:stop] for k, v in self.params.items()}
-            kw: dict[str, Any] = {}
-            if self.unit_masks is not None:
-                kw["unit_masks"] = [m[start:stop] for m in self.unit_masks]
-            block = None
-            if self.manual and self.grads_out:
-                if self._flat_grads is None:
-                    self._flat_grads = torch.empty_like(self.flat_params)
-                block = self._flat_grads[start:stop]
-                kw["grads_out"] = self.layout.unflatten(block)
-            self._rows[key] = (params, kw, block)
-        params, kw, block = self._rows[key]
-        if block is not None:
-            with torch.no_grad():
-                if sample_weights is None:
-                    loss, _ = self.template.population_loss_and_grads(params, x, y, **kw)
-                else:
-                    loss, _ = self.template.population_loss_and_grads(params, x, y, sample_weights=sample_weights, **kw)
-            return loss, block
-        loss, grads = self.loss_and_grads(x, y, params, kw.get("unit_masks"), sample_weights)
+            masks = None if self.unit_masks is None else [m[start:stop] for m in self.unit_masks]
+            self._rows[key] = (params, masks)
+        params, masks = self._rows[key]
+        loss, grads = self.loss_and_grads(x, y, params, masks, sample_weights)
+        if not flat:
+            return loss, grads
         n = stop - start
         return loss, torch.cat([g.reshape(n, -1) for g in grads], dim=1)
 
@@ -358,19 +342,20 @@ def _evaluate(model: PopulationModel, data: MemberData, eval_batch: int) -> dict
 
 class _Hyper:
     """A per-member hyperparameter over blocks of rows: for rows ``start..stop-1``, a Python scalar
-    when those members share it (cheaper fused updates), else a ``[rows, 1]`` column that broadcasts
-    against their flat parameters ``[rows, n_params]``."""
+    when those members share it (cheaper fused updates), else a ``[rows, 1, ..., 1]`` tensor that
+    broadcasts against their parameters (``dims`` dimensions, rows first)."""
 
     def __init__(self, values: Sequence[float]) -> None:
         self.values = [float(v) for v in values]
-        self.column = torch.tensor(self.values, dtype=torch.float32).view(-1, 1)
-        self._rows: dict[tuple[int, int], float | torch.Tensor] = {}
+        self.column = torch.tensor(self.values, dtype=torch.float32)
+        self._rows: dict[tuple[int, int, int], float | torch.Tensor] = {}
 
-    def rows(self, start: int, stop: int) -> float | torch.Tensor:
-        key = (start, stop)
+    def rows(self, start: int, stop: int, dims: int = 2) -> float | torch.Tensor:
+        key = (start, stop, dims)
         if key not in self._rows:
             part = self.values[start:stop]
-            self._rows[key] = part[0] if len(set(part)) == 1 else self.column[start:stop]
+            self._rows[key] = part[0] if len(set(part)) == 1 else \
+                self.column[start:stop].view(-1, *([1] * (dims - 1)))
         return self._rows[key]
 
 
@@ -379,34 +364,58 @@ def _nonzero(value: float | torch.Tensor) -> bool:
 
 
 class _Optimizer:
-    """SGD with momentum, Adam or AdamW (``torch.optim`` semantics) on the flat parameters ``[P, n]``,
-    one contiguous block of members at a time, with per-member learning rate, weight decay and momentum."""
+    """SGD with momentum, Adam or AdamW (``torch.optim`` semantics) on the flat parameters ``[P, n]``
+    (viewed per parameter by ``layout``), one contiguous block of members at a time, with per-member
+    learning rate, weight decay and momentum.
 
-    def __init__(self, config: PopulationConfig, members: Sequence[Member], flat: torch.Tensor) -> None:
-        self.config, self.flat = config, flat
+    A block's gradients come flat (one update of the whole block: fewest kernel launches) or per
+    parameter (no flattening pass: cheaper where the parameters, not the launches, cost the time).
+    Elementwise updates only, so the result does not depend on the thread count."""
+
+    def __init__(self, config: PopulationConfig, members: Sequence[Member], flat: torch.Tensor,
+                 layout: ParamLayout) -> None:
+        self.config, self.flat, self.layout = config, flat, layout
         self.lr = _Hyper([m.lr for m in members])
         self.wd = _Hyper([m.weight_decay for m in members])
         self.mom = _Hyper([m.momentum for m in members])
         self.state1 = torch.zeros_like(flat)
         self.state2 = torch.zeros_like(flat) if config.optimizer != "sgd" else None
+        self._views: dict[tuple[int, int], list[tuple[torch.Tensor, ...]]] = {}
 
-    def step(self, start: int, stop: int, g: torch.Tensor, factor: float, step: int | torch.Tensor) -> None:
-        """Update members ``start..stop-1`` in place from their flat gradients ``g [rows, n]``; ``step``
-        is their optimiser step count after this step (an int, or ``[rows]`` when they differ)."""
-        p = self.flat[start:stop]
-        lr, wd = self.lr.rows(start, stop), self.wd.rows(start, stop)
+    def step(self, start: int, stop: int, g: torch.Tensor | Sequence[torch.Tensor], factor: float,
+             step: int | torch.Tensor) -> None:
+        """Update members ``start..stop-1`` in place from their gradients (flat ``[rows, n]``, or one
+        ``[rows, *shape]`` per parameter); ``step`` is their optimiser step count after this step (an
+        int, or ``[rows]`` when they differ)."""
+        if isinstance(g, torch.Tensor):
+            second = None if self.state2 is None else self.state2[start:stop]
+            self._update(self.flat[start:stop], g, self.state1[start:stop], second, start, stop, factor, step)
+            return
+        key = (start, stop)
+        if key not in self._views:
+            states = [self.layout.unflatten(t[start:stop]) if t is not None else None
+                      for t in (self.flat, self.state1, self.state2)]
+            self._views[key] = [(states[0][k], states[1][k], None if states[2] is None else states[2][k])
+                                for k in self.layout.names]
+        for (p, m1, m2), gk in zip(self._views[key], g):
+            self._update(p, gk, m1, m2, start, stop, factor, step)
+
+    def _update(self, p: torch.Tensor, g: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor | None, start: int,
+                stop: int, factor: float, step: int | torch.Tensor) -> None:
+        dims = p.dim()
+        lr, wd = self.lr.rows(start, stop, dims), self.wd.rows(start, stop, dims)
         if self.config.optimizer == "sgd":
             if _nonzero(wd):  # coupled L2: d = g + wd * p
                 g = g.addcmul_(wd, p) if isinstance(wd, torch.Tensor) else g.add_(p, alpha=wd)
-            buf, mom = self.state1[start:stop], self.mom.rows(start, stop)
+            mom = self.mom.rows(start, stop, dims)
             if isinstance(mom, torch.Tensor):
-                buf.mul_(mom).add_(g)
+                m1.mul_(mom).add_(g)
             else:  # buf = momentum * buf + d, one pass
-                torch.add(g, buf, alpha=mom, out=buf)
+                torch.add(g, m1, alpha=mom, out=m1)
             if isinstance(lr, torch.Tensor):
-                p.addcmul_(lr, buf, value=-factor)
+                p.addcmul_(lr, m1, value=-factor)
             else:
-                p.add_(buf, alpha=-lr * factor)
+                p.add_(m1, alpha=-lr * factor)
             return
         beta1, beta2 = self.config.betas
         step_lr = lr * factor
@@ -415,11 +424,10 @@ class _Optimizer:
                 p.mul_(1 - step_lr * wd)
         elif _nonzero(wd):
             g = g.addcmul_(wd, p) if isinstance(wd, torch.Tensor) else g.add_(p, alpha=wd)
-        m1, m2 = self.state1[start:stop], self.state2[start:stop]
         m1.lerp_(g, 1 - beta1)
         m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if isinstance(step, torch.Tensor):
-            steps = step.double().view(-1, 1)
+            steps = step.double().view(-1, *([1] * (dims - 1)))
             denom = (m2.sqrt() / (1 - beta2 ** steps).sqrt().to(p.dtype)).add_(self.config.eps)
             p.sub_(step_lr / (1 - beta1 ** steps).to(p.dtype) * m1 / denom)
             return
@@ -505,10 +513,12 @@ def train_population(
     model = _population_model(config, rows, row_tasks, row_start)
     flat = model.flat_params
     gens = [torch.Generator().manual_seed(int(m.data_seed)) for m in rows]
-    opt = _Optimizer(config, rows, flat)
+    opt = _Optimizer(config, rows, flat, model.layout)
     cost = DEFAULT_COST if cost_model is None else cost_model
     overhead = cost.overhead_in_samples(module_flops(model.template, row_tasks[0].input_shape))
     schedule = data.schedule(row_batch, overhead)
+    flat_limit = cost.flat_update_limit(len(model.layout.names))  # rows x params up to which updates go flat
+    n_env = flat.shape[1]
     per_epoch = schedule.steps  # [P] steps per epoch
     uniform_steps: dict[tuple[int, int], int | None] = {}  # Adam's step count is an int where it can be
     sgd = config.optimizer == "sgd"
@@ -536,7 +546,8 @@ def train_population(
             for call in calls:
                 a, b = call.start, call.stop
                 idx = call.index(lanes)
-                loss, grad = model.rows_loss_and_grads(data.x[idx], data.y[idx], a, b, call.weights)
+                loss, grad = model.rows_loss_and_grads(data.x[idx], data.y[idx], a, b, call.weights,
+                                                       flat=(b - a) * n_env <= flat_limit)
                 epoch_loss[a:b].add_(loss)
                 if sgd:
                     opt.step(a, b, grad, factor, 0)

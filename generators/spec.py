@@ -74,6 +74,7 @@ class PhaseGridSpec:
     max_population: int
     raw: dict = field(default_factory=dict)
     analysis: Any = None  # generators.analysis.Analysis: landscape metrics and phase rule
+    population: Any = None  # generators.planner.PopulationSettings (speed only, not in the spec hash)
 
     @property
     def spec_hash(self) -> str:
@@ -293,9 +294,10 @@ def _validate(spec: dict, source: str | None) -> PhaseGridSpec:
     schedule = parse_schedule(spec.get("schedule", {"name": "constant"}), "schedule", source)
 
     checkpoint_epochs = parse_checkpoints(spec.get("checkpoints", {"log_spaced": 3}), epochs, source)
-    pop = _mapping(spec, "population", source, {})
-    max_population = int(number(pop.get("max_size", 64), "population.max_size", source, integer=True,
-                                 positive=True))
+    from generators.planner import parse_population_settings
+
+    population = parse_population_settings(spec.get("population", {}), source)  # speed only: not in raw
+    max_population = population.max_size
 
     raw = {
         "name": name, "kind": "phase_grid", "task": task, "architecture": {"name": arch_name, **arch},
@@ -304,7 +306,7 @@ def _validate(spec: dict, source: str | None) -> PhaseGridSpec:
         "schedule": schedule, "checkpoints": checkpoint_epochs,
     }
     return PhaseGridSpec(name, task, arch_name, arch, axes["load"], axes["temperature"], seeds, data_seed_offset,
-                         epochs, optimizer, schedule, checkpoint_epochs, max_population, raw)
+                         epochs, optimizer, schedule, checkpoint_epochs, max_population, raw, population=population)
 
 
 def _axis_target(param: str, arch_name: str, arch: Mapping, field_name: str, source: str | None) -> tuple[str, str]:

@@ -112,6 +112,7 @@ class ModelTreeSpec:
     splits: dict
     raw: dict = field(default_factory=dict)
     analysis: Any = None  # generators.analysis.Analysis: landscape metrics (no phases: no grid)
+    population: Any = None  # generators.planner.PopulationSettings (speed only, not in the spec hash)
 
     @property
     def kind(self) -> str:
@@ -318,8 +319,10 @@ def validate_tree_spec(spec: dict, source: str | None) -> ModelTreeSpec:
                 for f in FAMILIES if f in fam_spec]
     if sum(f.count for f in families) == 0:
         raise _fail("children.families", "every family has count 0; a tree needs children", source)
-    pop = _check_fields(spec.get("population", {}), ("max_size",), "population", source)
-    max_population = int(number(pop.get("max_size", 64), "population.max_size", source, integer=True, positive=True))
+    from generators.planner import parse_population_settings
+
+    population = parse_population_settings(spec.get("population", {}), source, allowed=("max_size", "threads"))
+    max_population = population.max_size
     splits = _splits(spec.get("splits"), families, source)
 
     raw = {
@@ -333,4 +336,5 @@ def validate_tree_spec(spec: dict, source: str | None) -> ModelTreeSpec:
         "splits": splits,
     }
     return ModelTreeSpec(name, task, bases, base_training, base_offset, child_training, child_seed,
-                         tasks_mode == "shared", child_offset, families, max_population, splits, raw)
+                         tasks_mode == "shared", child_offset, families, max_population, splits, raw,
+                         population=population)
