@@ -104,8 +104,9 @@ def describe(spec: PhaseGridSpec, zplan: ZooPlan) -> Any:
                              n_checkpoints=len(spec.checkpoint_epochs), optimizer=spec.optimizer["name"])
     parts: list[Any] = [plan_table(plan, zplan.architectures, shape)]
     parts += [f"note: {n}" for n in plan.notes]
-    parts.append("estimated seconds: the planner's cost model (generators/cost.py) for one thread; speed only, "
-                 "the models' results do not depend on the plan")
+    parts.append("est. s: the planner's cost model (generators/cost.py), one thread. FLOPs x: padded per real "
+                 "training FLOP. The plan only changes speed: every model trains as it would alone (up to float "
+                 "rounding).")
     return Group(*parts)
 
 

@@ -347,31 +347,43 @@ def shape_plan(models: pd.DataFrame, est: _Estimator, settings: PopulationSettin
 
 
 def plan_table(plan: Plan, architectures: Mapping[str, Mapping], baseline: Plan | None = None) -> Any:
-    """A ``rich`` table of the plan: one row per population (models, widths, batch sizes, padding,
-    memory, calls and estimated time), with the totals (and the ``baseline`` plan's, e.g. ``shape``)."""
+    """A ``rich`` table of the plan: one row per population (models, the architecture options that differ
+    between its members and the ones it is padded to, batch sizes, tasks, padded training FLOPs per real
+    FLOP, memory, calls and estimated seconds), the totals, and the ``baseline`` plan's (e.g. ``shape``)."""
     from rich.table import Table
 
-    table = Table(title=f"training plan: {len(plan.populations)} populations "
-                        f"(grouping {plan.settings.grouping}, max_size {plan.settings.max_size}, "
-                        f"max_padding {plan.settings.max_padding:g}, threads {plan.settings.threads})")
-    for col in ("#", "models", "architectures", "padded to", "batch sizes", "tasks", "padded/real FLOPs",
-                "memory MB", "calls", "est. s"):
-        table.add_column(col, justify="right" if col not in ("architectures", "padded to", "batch sizes") else "left")
+    varying = _varying_options([architectures[k] for p in plan.populations for k in p.arch_keys])
+    table = Table(title=f"training plan: {len(plan.populations)} populations (grouping {plan.settings.grouping}, "
+                        f"max_size {plan.settings.max_size}, max_padding {plan.settings.max_padding:g})")
+    for col in ("#", "models", "architectures", "padded to", "batch sizes", "tasks", "FLOPs x", "MB", "calls",
+                "est. s"):
+        table.add_column(col, justify="left" if col in ("architectures", "padded to", "batch sizes") else "right")
     for i, p in enumerate(plan.populations):
-        table.add_row(str(i), str(len(p.model_ids)), ", ".join(describe_arch(architectures[k]) for k in p.arch_keys),
-                      describe_arch(architectures[p.envelope]), ",".join(map(str, p.batch_sizes)), str(p.n_tasks),
-                      f"{p.padding:.2f}", f"{p.memory_bytes / 2 ** 20:.0f}", str(p.n_calls), f"{p.seconds:.1f}")
+        archs = _options([architectures[k] for k in p.arch_keys], varying)
+        table.add_row(str(i), str(len(p.model_ids)), archs, _options([architectures[p.envelope]], varying),
+                      ",".join(map(str, p.batch_sizes)), str(p.n_tasks), f"{p.padding:.2f}",
+                      f"{p.memory_bytes / 2 ** 20:.0f}", str(p.n_calls), f"{p.seconds:.1f}")
     n_models = sum(len(p.model_ids) for p in plan.populations)
     table.add_section()
     table.add_row("all", str(n_models), "", "", "", "", "", "", str(sum(p.n_calls for p in plan.populations)),
                   f"{plan.seconds:.1f}")
     if baseline is not None:
-        table.add_row("shape", str(n_models), f"{len(baseline.populations)} populations (one per cell)", "", "", "",
-                      "", "", str(sum(p.n_calls for p in baseline.populations)), f"{baseline.seconds:.1f}")
+        table.add_row("shape", str(n_models), f"{len(baseline.populations)} populations", "", "", "", "", "",
+                      str(sum(p.n_calls for p in baseline.populations)), f"{baseline.seconds:.1f}")
     return table
 
 
-def describe_arch(record: Mapping) -> str:
-    """A short name of an architecture instance: its name and options, e.g. ``mlp width=8 depth=2``."""
-    options = " ".join(f"{k}={v}" for k, v in sorted(dict(record.get("config", {})).items()) if k != "activation")
-    return f"{record['name']} {options}".strip()
+def _varying_options(records: Sequence[Mapping]) -> list[str]:
+    """Architecture options whose values differ between ``records`` (all of them when none differ)."""
+    names = sorted({k for r in records for k in dict(r.get("config", {}))})
+    differ = [k for k in names if len({repr(dict(r.get("config", {})).get(k)) for r in records}) > 1]
+    return differ or names
+
+
+def _options(records: Sequence[Mapping], names: Sequence[str]) -> str:
+    """``width 4,16`` : the values of options ``names`` over ``records`` (architecture name if none)."""
+    parts = []
+    for k in names:
+        values = list(dict.fromkeys(str(dict(r.get("config", {})).get(k)) for r in records))
+        parts.append(f"{k} {','.join(values)}")
+    return " ".join(parts) or str(records[0]["name"])

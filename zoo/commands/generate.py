@@ -6,9 +6,16 @@ import argparse
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from generators.driver import generate
+    from generators.driver import describe_plan, generate
     from generators.report import print_summary
 
+    if args.plan:
+        from rich.console import Console
+
+        console = Console()
+        console.width = max(console.width, 120)  # the plan table is wide; a pipe would wrap it at 80
+        console.print(describe_plan(args.spec, args.out))
+        return 0
     z = generate(args.spec, args.out, backend=args.backend, address=args.address, progress=not args.quiet)
     print_summary(z)
     return 0 if z.status_counts()["pending"] == 0 else 1
@@ -37,4 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None,
                    help="with --backend ray: the cluster to use, 'auto' or HOST:PORT (default: start a local instance)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="print the populations, their sizes and estimated cost without training (for an existing "
+                        "--out: the stored plan's pending populations)")
     p.set_defaults(func=_cmd_generate)
