@@ -181,13 +181,13 @@ def planned_populations(z: Zoo, spec: Any) -> list[Population]:
 
 
 def pending_populations(z: Zoo, spec: Any) -> list[Population]:
-    """The populations of the plan with models still ``pending``, restricted to those models, by stage."""
+    """The populations of the plan that still have ``pending`` models, whole, by stage.
+
+    A population is trained as planned even when some of its models were written before an interruption
+    (:func:`train_population_job` writes only the pending ones): the same members in the same calls give
+    every model the same bits as an uninterrupted run, whatever the padding and batch sharing."""
     pending = set(np.flatnonzero(z.status_codes() == STATUS_CODES["pending"]).tolist())
-    out = []
-    for pop in planned_populations(z, spec):
-        ids = [i for i in pop.model_ids if i in pending]
-        if ids:
-            out.append(Population(pop.key, ids, pop.stage, pop.epochs))
+    out = [pop for pop in planned_populations(z, spec) if any(i in pending for i in pop.model_ids)]
     return sorted(out, key=lambda p: p.stage)
 
 
@@ -237,13 +237,16 @@ def training_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def write_results(z: Zoo, job: TrainingJob, result: Any) -> dict[str, int]:
-    """Write every trained member of ``job`` (``result``: its :class:`PopulationResult`); status counts."""
+def write_results(z: Zoo, job: TrainingJob, result: Any, only: set[int] | None = None) -> dict[str, int]:
+    """Write every trained member of ``job`` (``result``: its :class:`PopulationResult`), or those in
+    ``only``; status counts."""
     versions = library_versions()
     counts = {"ok": 0, "diverged": 0, "failed": 0}
     per_model = result.wall_time_s / len(job.members)
     width = z._root["curves/train_loss"].shape[1]
     for j, mid in enumerate(job.model_ids):
+        if only is not None and mid not in only:
+            continue
         w = result.weights[j]
         finite = bool(torch.isfinite(w[-1]).all())
         status = "ok" if finite and result.diverged_epoch[j] < 0 else "diverged"
@@ -273,7 +276,8 @@ def write_failed(z: Zoo, model_ids: Sequence[int], errors: str | Mapping[int, st
 def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence[int], *,
                          on_epoch: Callable[[int], None] | None = None, tasks: TaskCache | None = None
                          ) -> dict[str, int]:
-    """Train the population ``model_ids`` of ``spec`` and write its members into ``store``.
+    """Train the population ``model_ids`` of ``spec`` and write its members that are still ``pending``
+    into ``store`` (all of them are trained: see :func:`pending_populations`).
 
     Needs only the store path, the spec (object, path or dict) and the ids, so any process can run it;
     models of the population that cannot train (``TrainingJob.blocked``) and, if training raises, all of
@@ -284,23 +288,27 @@ def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence
     spec = as_spec(spec)
     tasks = tasks if tasks is not None else TaskCache(z)
     ids = [int(i) for i in model_ids]
+    pending = {i for i, code in zip(ids, z.status_codes(ids)) if code == STATUS_CODES["pending"]}
     try:
         job = kind_of(spec).job(z, spec, ids, tasks)
     except Exception as exc:  # a population that cannot even be set up is recorded, the zoo goes on
-        return write_failed(z, ids, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
-    counts = {"ok": 0, "diverged": 0, "failed": 0, "pending": len(ids) - len(job.model_ids) - len(job.blocked)}
-    if job.blocked:
-        counts["failed"] += write_failed(z, list(job.blocked), job.blocked)["failed"]
-    if not job.model_ids:
+        return write_failed(z, [i for i in ids if i in pending], f"{type(exc).__name__}: {exc}",
+                            traceback.format_exc(limit=5))
+    counts = {"ok": 0, "diverged": 0, "failed": 0,
+              "pending": len(pending - set(job.model_ids) - set(job.blocked))}
+    blocked = {i: why for i, why in job.blocked.items() if i in pending}
+    if blocked:
+        counts["failed"] += write_failed(z, list(blocked), blocked)["failed"]
+    if not pending.intersection(job.model_ids):
         return counts
     try:
         result = train_population(job.config, job.members, job.tasks, on_epoch=on_epoch,
                                   start_weights=job.start_weights)
     except Exception as exc:  # a failed population is recorded, the rest of the zoo goes on
-        counts["failed"] += write_failed(z, job.model_ids, f"{type(exc).__name__}: {exc}",
-                                         traceback.format_exc(limit=5))["failed"]
+        counts["failed"] += write_failed(z, [i for i in job.model_ids if i in pending],
+                                         f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))["failed"]
         return counts
-    for k, v in write_results(z, job, result).items():
+    for k, v in write_results(z, job, result, only=pending).items():
         counts[k] += v
     return counts
 

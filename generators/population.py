@@ -164,15 +164,15 @@ class PopulationModel:
         for j, lay in enumerate(member_layouts):
             distinct.setdefault(tuple(e.shape for e in lay.entries), j)
         firsts = list(distinct.values())
-        env = firsts[envelope_of([member_layouts[j] for j in firsts])] if len(firsts) > 1 else 0
+        self.padded = len(firsts) > 1
+        if self.padded and not supports_unit_masks(member_modules[0]):
+            raise ArchitectureMismatchError(
+                f"members of {type(member_modules[0]).__name__} have different shapes, but it cannot be zero-padded "
+                "(its forward takes no unit_masks, or it has no permutation_spec): train them in separate populations")
+        env = firsts[envelope_of([member_layouts[j] for j in firsts])] if self.padded else 0
         self.template = member_modules[env]
         self.layout = member_layouts[env]
         self.member_layouts = member_layouts
-        self.padded = len(firsts) > 1
-        if self.padded and not supports_unit_masks(self.template):
-            raise ArchitectureMismatchError(
-                f"members of {type(self.template).__name__} have different shapes, but its forward takes no "
-                "unit_masks (and it has no permutation_spec), so they cannot be zero-padded into one population")
         self._index = {key: embedding_index(member_layouts[j], self.layout) for key, j in distinct.items()} \
             if self.padded else {}
         self.member_index = [self._index[tuple(e.shape for e in lay.entries)] for lay in member_layouts] \
@@ -187,8 +187,7 @@ class PopulationModel:
                 f"start_weights of shape {list(start_weights.shape)} do not fit {type(self.template).__name__}: "
                 f"expected [members, {self.layout.n_params}]")
         if start_weights is None:
-            flats = [torch.cat([p.detach().reshape(-1) for p in m.parameters()]).to(torch.float32)
-                     for m in member_modules]
+            flats = [torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in member_modules]
         else:
             flats = [w.detach().to(torch.float32) for w in start_weights]
             for j, (w, lay) in enumerate(zip(flats, member_layouts)):
