@@ -1,8 +1,10 @@
 """Compute the landscape metrics of a store's complete models and write them into it.
 
-:func:`compute_landscape` groups the ``ok`` models by architecture and task, processes each group as
-a population (chunks of ``max_population``), and writes every value with the settings that produced
-it. It is resumable: a model whose value already exists with the same settings and checkpoint is
+:func:`compute_landscape` groups the ``ok`` models as they were trained -- by the populations of the
+zoo's stored plan (``attrs["plan"]``: widths padded together, :mod:`generators.planner`), split by
+task; by architecture and task for models the plan does not cover -- processes each group as a
+population (chunks of ``max_population``), and writes every value with the settings that produced
+it. Every value depends only on the model (or pair), never on its group. It is resumable: a model whose value already exists with the same settings and checkpoint is
 skipped, and pair values already stored are kept, so a rerun after an interruption finishes the job
 (values that came out NaN are retried). A chunk that fails is recomputed one model (or pair) at a
 time; a model whose metric still fails gets NaN, and the rest goes on. Diverged and failed models
@@ -31,7 +33,7 @@ from generators.landscape.connectivity import curve_values, linear_barrier, mc_f
 from generators.landscape.hessian import hessian_metrics
 from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_NAMES
 from generators.landscape.pairs import cell_pairs
-from generators.landscape.population_data import fixed_batch, population_of
+from generators.landscape.population_data import fixed_batch, population_of, stored_weights
 from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
 from generators.landscape.spectra import layer_alphas, n_weight_layers
 from generators.population import PopulationModel
@@ -142,12 +144,15 @@ class _Run:
 
     def _alpha(self, ids: list[int], task: TaskData) -> Values:
         a = self.s.alpha
-        flat = self.z.weights(ids, self.c)
-        per_layer = layer_alphas(self.z.layout(self.z.arch_of(ids[:1])), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
-                                 zero_tol=a.zero_tol, farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows,
-                                 farms_windows=a.farms_windows)
         padded = np.full((len(ids), self.n_layers), np.nan)
-        padded[:, :per_layer.shape[1]] = per_layer
+        keys = self.z.models.set_index("model_id").loc[ids, "arch_key"].astype(str).to_numpy()
+        for key in dict.fromkeys(keys):  # spectra of each architecture's own (unpadded) matrices
+            rows = np.flatnonzero(keys == key)
+            flat = self.z.weights([ids[r] for r in rows], self.c)
+            per_layer = layer_alphas(self.z.layout(key), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
+                                     zero_tol=a.zero_tol, farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows,
+                                     farms_windows=a.farms_windows)
+            padded[rows, :per_layer.shape[1]] = per_layer
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean is NaN
             mean = np.nanmean(padded, axis=1)
@@ -213,7 +218,7 @@ class _Run:
 
     def _endpoints(self, pairs: list[tuple[int, int]]) -> tuple[PopulationModel, Any, torch.Tensor, torch.Tensor]:
         model, layout, a = population_of(self.z, [p[0] for p in pairs], self.c)
-        b = self.z.weights([p[1] for p in pairs], self.c)
+        b = model.embed(stored_weights(self.z, [p[1] for p in pairs], self.c))  # a pair shares its cell's width
         return model, layout, a, b
 
     def _cka(self, pairs: list[tuple[int, int]], task: TaskData) -> Values:
@@ -248,6 +253,19 @@ class _Run:
         loss, err, ts = curve_values(model, layout, a, 0.5 * (a + b), b, x, y, self.s.mc.n_points)
         return {"barrier_loss": linear_barrier(loss, ts), "barrier_error": linear_barrier(err, ts),
                 "barrier_loss_curve": loss, "barrier_error_curve": err}
+
+
+def _training_groups(z: Zoo, rows: pd.DataFrame) -> pd.Series:
+    """A group label per row of the models table: its population in the zoo's stored plan (``plan k``),
+    else its architecture key."""
+    plan = z.meta.get("plan")
+    population = {}
+    if isinstance(plan, Mapping):
+        for k, p in enumerate(plan.get("populations", [])):
+            for i in p["model_ids"]:
+                population[int(i)] = f"plan {k:04d}"
+    return pd.Series([population.get(int(i), str(a)) for i, a in zip(rows["model_id"], rows["arch_key"])],
+                     index=rows.index, name="group")
 
 
 def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | str | Path | None = None, *,
@@ -299,12 +317,12 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         torch.set_num_threads(s.threads)
     try:
         rows = planned[planned["model_id"].isin(ok)]
-        for (arch_key, task_key), group in rows.groupby(["arch_key", "task"], sort=True):
+        for (label, task_key), group in rows.groupby([_training_groups(z, rows), "task"], sort=True):
             if task_key not in tasks:
                 tasks[task_key] = build_task(z.tasks[task_key])
             ids = sorted(int(i) for i in group["model_id"])
             for family in s.metrics:
-                bar.set_postfix_str(f"{arch_key}: {family}")
+                bar.set_postfix_str(f"{label}: {family}")
                 if family in ("hessian", "alpha"):
                     run.per_model(family, ids, tasks[task_key])
                 elif family in pair_families:
