@@ -16,15 +16,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
-from zoo.architectures import architecture_record
-from zoo.format import architecture_key, short_hash
-from zoo.store import Zoo
-from zoo.tasks import TaskData, build_task, normalize_task_spec
-
 from generators.driver import Population, TrainingJob, ZooKind, ZooPlan, generate
 from generators.planner import Plan, plan_populations, plan_table
 from generators.population import Member, PopulationConfig
 from generators.spec import PhaseGridSpec
+from zoo.architectures import architecture_record
+from zoo.format import architecture_key, short_hash
+from zoo.store import Zoo
+from zoo.tasks import TaskData, build_task, normalize_task_spec
 
 __all__ = ["KIND", "Population", "generate", "grid_plan", "plan_models", "populations", "population_config"]
 

@@ -33,14 +33,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from generators.cost import DEFAULT_COST, CostModel, forward_flops
+from generators.member_data import tick_calls
+from generators.padding import envelope_of, skeleton
 from kernels.layout import ParamLayout
 from zoo.architectures import build_architecture, supports_unit_masks
 from zoo.errors import ArchitectureMismatchError, SpecError
 from zoo.tasks import build_task
-
-from generators.cost import DEFAULT_COST, CostModel, forward_flops
-from generators.member_data import tick_calls
-from generators.padding import envelope_of, skeleton
 
 GROUPINGS = ("planner", "shape")
 POPULATION_FIELDS = ("max_size", "max_padding", "max_memory_mb", "grouping", "threads")
@@ -252,6 +251,7 @@ def _chunks(rows: pd.DataFrame, est: _Estimator, env: str, settings: PopulationS
         n = sum(len(p) for p in parts) + extra
         return n <= settings.max_size and (n <= 1 or est.memory(n, env, batch) <= limit)
 
+    cells = "grid_cell" in rows.columns
     for _, block in rows.groupby(["batch_size", "_n"], sort=False):
         batch = int(block["batch_size"].max())
         while len(block):
@@ -259,6 +259,15 @@ def _chunks(rows: pd.DataFrame, est: _Estimator, env: str, settings: PopulationS
                 room = 0
                 while room < len(block) and fits(out[-1], room + 1, batch):
                     room += 1
+                if cells and 0 < room < len(block):  # cut between grid cells (their seeds stay together)
+                    cell = block["grid_cell"].to_numpy()
+                    while room > 0 and cell[room - 1] == cell[room]:
+                        room -= 1
+                    if room == 0 and out[-1]:
+                        out.append([])
+                        continue
+                    if room == 0:  # a cell larger than a population: cut it
+                        room = min(len(block), settings.max_size)
                 if room == 0:
                     out.append([])
                     continue

@@ -25,21 +25,25 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from kernels.layout import ParamLayout
-from zoo.architectures import build_architecture, layout_of, load_flat_weights, supports_unit_masks
-from zoo.errors import ArchitectureMismatchError, SpecError
-from zoo.tasks import TaskData
-
 from generators.cost import DEFAULT_COST, CostModel, module_flops
 from generators.member_data import MemberData
 from generators.padding import embedding_index, envelope_of, unit_masks
+from kernels.layout import ParamLayout
+from zoo.architectures import (
+    build_architecture,
+    layout_of,
+    load_flat_weights,
+    supports_unit_masks,
+)
+from zoo.errors import ArchitectureMismatchError, SpecError
+from zoo.tasks import TaskData
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -238,8 +242,12 @@ class PopulationModel:
         if self.padded:
             out.member_index = [self.member_index[int(i)] for i in idx]
             out.unit_masks = [m[idx] for m in self.unit_masks]
-        out._rows = {}
+        out.reset_views()
         return out
+
+    def reset_views(self) -> None:
+        """Forget the cached per-block views of the parameters (after ``flat_params`` was replaced)."""
+        self._rows = {}
 
     def _masks(self, params: Mapping[str, torch.Tensor], masks: Sequence[torch.Tensor] | None
                ) -> Sequence[torch.Tensor] | None:

@@ -47,18 +47,20 @@ def load() -> float:
 
 
 def grouped(spec, grouping: str):
-    """``(models, architectures, task data, [model ids per population])`` of ``spec`` under ``grouping``."""
+    """``(models, architectures, task data, [model ids per population], plan)`` of ``spec`` under ``grouping``."""
     models, archs, tasks = plan_models(spec)
     spec = dataclasses.replace(spec, population=dataclasses.replace(spec.population, grouping=grouping))
     plan = grid_plan(spec, models, archs, tasks)
     data = {k: build_task(v) for k, v in tasks.items()}
-    return models.set_index("model_id"), archs, data, [p.model_ids for p in plan.populations]
+    return models.set_index("model_id"), archs, data, [p.model_ids for p in plan.populations], plan
 
 
 def train_grid(spec, grouping: str, epochs: int) -> dict:
     """Train every population of ``spec`` under ``grouping`` for ``epochs`` epochs; timings and final weights."""
-    models, archs, data, pops = grouped(spec, grouping)
+    models, archs, data, pops, plan = grouped(spec, grouping)
+    estimate = plan.seconds * epochs / spec.epochs  # the cost model's seconds for these epochs (one thread)
     finals: dict[int, torch.Tensor] = {}
+    accs: list[float] = []
     before = load()
     wall, cpu = time.perf_counter(), time.process_time()
     for ids in pops:
@@ -74,10 +76,12 @@ def train_grid(spec, grouping: str, epochs: int) -> dict:
         result = train_population(config, members, [data[r["task"]] for r in rows])
         for j, i in enumerate(ids):
             finals[int(i)] = result.weights[j][-1].clone()
+            accs.append(float(result.metrics["test_acc"][j, -1]))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     n = len(models)
     return {"grouping": grouping, "populations": len(pops), "models": n, "epochs": epochs,
             "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "model_epochs_per_s": round(n * epochs / wall, 2),
+            "estimated_s": round(estimate, 3), "mean_final_test_acc": round(sum(accs) / len(accs), 4),
             "load_before": before, "load_after": load(), "_finals": finals}
 
 
@@ -113,14 +117,15 @@ def print_table(records: list[dict]) -> None:
 
     table = Table(title="phase grids: one population per cell (shape) vs the planner, same seeds")
     for col in ("spec", "threads", "run", "epochs", "populations", "shape wall s", "planner wall s", "speedup (wall)",
-                "shape cpu s", "planner cpu s", "speedup (cpu)", "planner model-epochs/s", "load", "max |dw|"):
+                "shape cpu s", "planner cpu s", "speedup (cpu)", "est. speedup", "planner model-epochs/s", "load",
+                "max |dw|"):
         table.add_column(col, justify="right")
     for r in records:
         s, p = r["shape"], r["planner"]
         table.add_row(r["spec"], str(r["threads"]), str(r["repeat"]), f"{r['epochs']}/{r['spec_epochs']}",
                       f"{s['populations']} -> {p['populations']}", f"{s['wall_s']:.1f}", f"{p['wall_s']:.1f}",
                       f"{r['speedup_wall']:.2f}x", f"{s['cpu_s']:.1f}", f"{p['cpu_s']:.1f}", f"{r['speedup_cpu']:.2f}x",
-                      f"{p['model_epochs_per_s']:.1f}",
+                      f"{s['estimated_s'] / p['estimated_s']:.2f}x", f"{p['model_epochs_per_s']:.1f}",
                       f"{s['load_before']:.1f}-{p['load_after']:.1f}", f"{r['max_abs_weight_diff']:.1e}")
     Console(width=200).print(table)
 

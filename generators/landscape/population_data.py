@@ -48,10 +48,10 @@ def member_generator(seed: int, key: int | Sequence[int], stream: int) -> torch.
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def stored_weights(z: Zoo, ids: Sequence[int], checkpoint: int) -> list[torch.Tensor]:
+def stored_weights(z: Zoo, ids: Sequence[int], checkpoint: int, arch_keys: Sequence[str]) -> list[torch.Tensor]:
     """Each model's stored flat weights ``[n_params_j]`` at checkpoint index ``checkpoint``, in the
-    order of ``ids`` (read one architecture at a time)."""
-    keys = [str(k) for k in z.models.set_index("model_id").loc[list(ids), "arch_key"]]
+    order of ``ids`` (``arch_keys``: their architecture keys; read one architecture at a time)."""
+    keys = [str(k) for k in arch_keys]
     out: list[torch.Tensor | None] = [None] * len(ids)
     for key in dict.fromkeys(keys):
         rows = [r for r, k in enumerate(keys) if k == key]
@@ -60,18 +60,20 @@ def stored_weights(z: Zoo, ids: Sequence[int], checkpoint: int) -> list[torch.Te
     return out  # type: ignore[return-value]
 
 
-def population_of(z: Zoo, ids: Sequence[int], checkpoint: int) -> tuple[PopulationModel, ParamLayout, torch.Tensor]:
+def population_of(z: Zoo, ids: Sequence[int], checkpoint: int, arch_keys: Sequence[str] | None = None
+                  ) -> tuple[PopulationModel, ParamLayout, torch.Tensor]:
     """The population function of ``ids``, its layout and their stored weights ``[len(ids), n_params]``
-    at checkpoint index ``checkpoint``. Models of one architecture family with different widths are
-    zero-padded to the widest (:mod:`generators.padding`; the model's unit masks keep every member's
-    function, gradients and Hessian its own)."""
-    keys = [str(k) for k in z.models.set_index("model_id").loc[list(ids), "arch_key"]]
-    if len(set(keys)) == 1:
+    at checkpoint index ``checkpoint``. With ``arch_keys`` (the models' architecture keys), models of
+    one architecture family with different widths are zero-padded to the widest
+    (:mod:`generators.padding`; the model's unit masks keep every member's function, gradients and
+    Hessian its own); without, the models must share one architecture."""
+    keys = [str(k) for k in arch_keys] if arch_keys is not None else []
+    if len(set(keys)) <= 1:
         flat = z.weights(list(ids), checkpoint)
         model = PopulationModel([z.empty_model(int(ids[0]))])
         return model, model.layout, flat
     modules = {key: z.empty_model(int(ids[keys.index(key)])) for key in dict.fromkeys(keys)}
-    model = PopulationModel([modules[k] for k in keys], stored_weights(z, ids, checkpoint))
+    model = PopulationModel([modules[k] for k in keys], stored_weights(z, ids, checkpoint, keys))
     return model, model.layout, model.flat_params
 
 

@@ -83,6 +83,12 @@ class _Run:
         self.tally = {f: _Tally() for f in settings.metrics}
         self.tables: dict[str, dict[tuple[int, int], np.ndarray]] = {}
         self.n_layers = max(n_weight_layers(z.layout(k)) for k in z.architectures)
+        planned = z._planned
+        self.arch_key = dict(zip(planned["model_id"].astype(int), planned["arch_key"].astype(str)))
+
+    def population(self, ids: Sequence[int]) -> tuple[PopulationModel, Any, torch.Tensor]:
+        """:func:`population_of` ``ids`` at this run's checkpoint (widths padded together)."""
+        return population_of(self.z, ids, self.c, [self.arch_key[int(i)] for i in ids])
 
     def _shapes(self, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
         """Shape of one model's (or pair's) value of each name."""
@@ -131,7 +137,7 @@ class _Run:
 
     def _hessian(self, ids: list[int], task: TaskData) -> Values:
         h = self.s.hessian
-        model, layout, flat = population_of(self.z, ids, self.c)
+        model, layout, flat = self.population(ids)
         out: Values = {}
         for split, n in (("train", h.n_train), ("test", h.n_test)):
             x, y = fixed_batch(task, split, n, h.sample_rule, h.sample_seed)
@@ -145,7 +151,7 @@ class _Run:
     def _alpha(self, ids: list[int], task: TaskData) -> Values:
         a = self.s.alpha
         padded = np.full((len(ids), self.n_layers), np.nan)
-        keys = self.z.models.set_index("model_id").loc[ids, "arch_key"].astype(str).to_numpy()
+        keys = np.array([self.arch_key[int(i)] for i in ids])
         for key in dict.fromkeys(keys):  # spectra of each architecture's own (unpadded) matrices
             rows = np.flatnonzero(keys == key)
             flat = self.z.weights([ids[r] for r in rows], self.c)
@@ -217,15 +223,16 @@ class _Run:
                 self.z.write_landscape(name, have, means)
 
     def _endpoints(self, pairs: list[tuple[int, int]]) -> tuple[PopulationModel, Any, torch.Tensor, torch.Tensor]:
-        model, layout, a = population_of(self.z, [p[0] for p in pairs], self.c)
-        b = model.embed(stored_weights(self.z, [p[1] for p in pairs], self.c))  # a pair shares its cell's width
+        model, layout, a = self.population([p[0] for p in pairs])
+        second = [p[1] for p in pairs]  # a pair shares its cell's width
+        b = model.embed(stored_weights(self.z, second, self.c, [self.arch_key[i] for i in second]))
         return model, layout, a, b
 
     def _cka(self, pairs: list[tuple[int, int]], task: TaskData) -> Values:
         s = self.s.cka
         x, _ = fixed_batch(task, s.split, s.n_samples, s.sample_rule, s.sample_seed)
         ids = sorted({i for p in pairs for i in p})
-        model, layout, flat = population_of(self.z, ids, self.c)
+        model, layout, flat = self.population(ids)
         with torch.no_grad():
             logits = model.logits(layout.unflatten(flat), x, shared=True)
         row = {m: k for k, m in enumerate(ids)}
@@ -257,15 +264,21 @@ class _Run:
 
 def _training_groups(z: Zoo, rows: pd.DataFrame) -> pd.Series:
     """A group label per row of the models table: its population in the zoo's stored plan (``plan k``),
-    else its architecture key."""
+    else its architecture key. All models of a grid cell share the label of the cell's first model, so
+    that every seed pair of the cell is in one group (a plan may cut a cell between populations)."""
     plan = z.meta.get("plan")
     population = {}
     if isinstance(plan, Mapping):
         for k, p in enumerate(plan.get("populations", [])):
             for i in p["model_ids"]:
                 population[int(i)] = f"plan {k:04d}"
-    return pd.Series([population.get(int(i), str(a)) for i, a in zip(rows["model_id"], rows["arch_key"])],
-                     index=rows.index, name="group")
+    labels = pd.Series([population.get(int(i), str(a)) for i, a in zip(rows["model_id"], rows["arch_key"])],
+                       index=rows.index, name="group")
+    if "grid_cell" in rows.columns:
+        first = rows.sort_values("model_id").groupby("grid_cell")["model_id"].transform("first")
+        by_id = dict(zip(rows["model_id"], labels))
+        labels = pd.Series([by_id[int(i)] for i in first.reindex(rows.index)], index=rows.index, name="group")
+    return labels
 
 
 def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | str | Path | None = None, *,

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TINY_SPEC
+from same_zoo import assert_same_models
 
 import zoo
-from conftest import TINY_SPEC
 from generators import driver
 from generators.driver import create_or_resume, generate, pending_populations
 from generators.phase_grid import population_config
 from generators.population import Member, train_single
 from generators.spec import load_spec
-from same_zoo import assert_same_models
 from zoo.cli import main
 from zoo.tasks import build_task
 

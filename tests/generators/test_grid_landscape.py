@@ -4,9 +4,9 @@ model the values it gets in a population of its own width."""
 import shutil
 
 import numpy as np
+from conftest import TINY_SPEC
 
 import zoo
-from conftest import TINY_SPEC
 from generators.driver import generate, pending_populations
 from generators.landscape import compute_landscape
 from generators.spec import load_spec
@@ -27,7 +27,7 @@ def test_metrics_on_padded_plan_populations_equal_metrics_per_width(tmp_path):
     pending_populations(cells, load_spec(dict(GRID, population={"grouping": "shape"})))  # stores the per-cell plan
     assert len(cells.meta["plan"]["populations"]) == 6
     a = compute_landscape(zoo.open(planned.path, mode="r+"), SETTINGS, progress=False)
-    b = compute_landscape(cells, SETTINGS, progress=False)
+    compute_landscape(cells, SETTINGS, progress=False)
     assert all(a["metrics"][f]["failed"] == 0 and a["metrics"][f]["computed"] > 0 for f in a["metrics"])
     za, zb = zoo.open(planned.path), zoo.open(cells.path)
     for name in ("hessian_top_eig_train", "hessian_trace_test", "alpha", "cka", "mc_loss", "mc_error",

@@ -6,7 +6,14 @@ import torch.nn as nn
 
 from generators.cost import CostModel
 from generators.member_data import MemberData, Schedule
-from generators.population import Member, PopulationConfig, PopulationModel, init_model, train_population, train_single
+from generators.population import (
+    Member,
+    PopulationConfig,
+    PopulationModel,
+    init_model,
+    train_population,
+    train_single,
+)
 from zoo.architectures import chain_permutation_spec, register_architecture
 from zoo.errors import ArchitectureMismatchError
 from zoo.tasks import TaskData

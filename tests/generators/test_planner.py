@@ -5,7 +5,11 @@ import dataclasses
 import pytest
 
 from generators.phase_grid import plan_models
-from generators.planner import PopulationSettings, parse_population_settings, plan_populations
+from generators.planner import (
+    PopulationSettings,
+    parse_population_settings,
+    plan_populations,
+)
 from generators.spec import load_spec
 from zoo.errors import SpecError
 
