@@ -9,7 +9,8 @@ The driver knows nothing about phase grids or model trees. Each spec ``kind`` su
   each in a *stage* (a model-tree child trains in stage 1, after its parent in stage 0 is written);
   phase grids ask the planner (:mod:`generators.planner`). The populations are the zoo's *plan*: it
   is stored with the zoo (``attrs["plan"]``) and resumed from, and planned again only when the spec's
-  ``population`` settings change (no model's result depends on the plan);
+  ``population`` settings change (speed only: every model trains as it would alone, up to float
+  rounding);
 * ``job(z, spec, model_ids, tasks) -> TrainingJob``: what one population trains (configuration,
   members, one task per member, start weights), read from the store alone;
 * ``splits(z, spec) -> [(name, codes, settings)]``: the kind's standard splits;
@@ -205,8 +206,9 @@ def describe_plan(spec: str | Path | Mapping | Any, out: str | Path | None = Non
             raise SpecError(f"{out} was generated from a different spec (hash {z.meta.get('spec_hash')}, this spec "
                             f"{spec.spec_hash})")
         pops = pending_populations(z, spec)
-        table = Table(title=f"{out}: {len(pops)} populations with pending models "
-                            f"({sum(len(p.model_ids) for p in pops)} of {z.n_models} models)")
+        n_pending = int((z.status_codes() == STATUS_CODES["pending"]).sum())
+        table = Table(title=f"{out}: {len(pops)} populations with pending models ({n_pending} of {z.n_models} "
+                            f"models pending; a population trains whole, only its pending models are written)")
         for col in ("stage", "models", "first ids", "epochs"):
             table.add_column(col, justify="right")
         for p in pops:

@@ -383,10 +383,9 @@ def plan_table(plan: Plan, architectures: Mapping[str, Mapping], baseline: Plan 
 
 
 def _varying_options(records: Sequence[Mapping]) -> list[str]:
-    """Architecture options whose values differ between ``records`` (all of them when none differ)."""
+    """Architecture options whose values differ between ``records``."""
     names = sorted({k for r in records for k in dict(r.get("config", {}))})
-    differ = [k for k in names if len({repr(dict(r.get("config", {})).get(k)) for r in records}) > 1]
-    return differ or names
+    return [k for k in names if len({repr(dict(r.get("config", {})).get(k)) for r in records}) > 1]
 
 
 def _options(records: Sequence[Mapping], names: Sequence[str]) -> str:

@@ -97,7 +97,7 @@ def test_generate_plan_prints_the_populations_without_training(tmp_path, capsys)
     spec_file.write_text(yaml.safe_dump(WIDTHS))
     create_or_resume(load_spec(WIDTHS), out)  # a store with every model pending: its stored plan is shown
     assert main(["generate", str(spec_file), "--out", str(out), "--plan"]) == 0
-    assert "1 populations with pending models (9 of 9 models)" in " ".join(capsys.readouterr().out.split())
+    assert "1 populations with pending models (9 of 9 models pending" in " ".join(capsys.readouterr().out.split())
     assert zoo.open(out).status_counts()["pending"] == 9
 
 
