@@ -16,7 +16,8 @@ large populations instead:
    ones and its populations fit ``max_memory_mb``.
 3. **Populations.** A bucket's models, ordered by batch size and training-set size, are cut into
    populations of at most ``max_size`` models and ``max_memory_mb``, at batch-size boundaries where
-   possible (members with equal batch sizes share calls).
+   possible (members with equal batch sizes share calls) and between grid cells (a cell's seeds
+   stay together, as the landscape pair metrics want them).
 
 The plan never changes a model's result (every member trains exactly as alone; the tests train one grid
 under two plans and compare); it is stored with the zoo and resumed from (``generators.driver``).
@@ -261,13 +262,13 @@ def _chunks(rows: pd.DataFrame, est: _Estimator, env: str, settings: PopulationS
                     room += 1
                 if cells and 0 < room < len(block):  # cut between grid cells (their seeds stay together)
                     cell = block["grid_cell"].to_numpy()
-                    while room > 0 and cell[room - 1] == cell[room]:
-                        room -= 1
-                    if room == 0 and out[-1]:
+                    cut = room
+                    while cut > 0 and cell[cut - 1] == cell[cut]:
+                        cut -= 1
+                    if cut == 0 and out[-1]:  # the cell starts a population of its own
                         out.append([])
                         continue
-                    if room == 0:  # a cell larger than a population: cut it
-                        room = min(len(block), settings.max_size)
+                    room = cut or room  # a cell larger than a population is cut
                 if room == 0:
                     out.append([])
                     continue

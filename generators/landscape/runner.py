@@ -78,12 +78,11 @@ def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tupl
 class _Run:
     """State of one :func:`compute_landscape` call."""
 
-    def __init__(self, z: Zoo, settings: LandscapeSettings, checkpoint: int) -> None:
+    def __init__(self, z: Zoo, settings: LandscapeSettings, checkpoint: int, planned: pd.DataFrame) -> None:
         self.z, self.s, self.c = z, settings, checkpoint
         self.tally = {f: _Tally() for f in settings.metrics}
         self.tables: dict[str, dict[tuple[int, int], np.ndarray]] = {}
         self.n_layers = max(n_weight_layers(z.layout(k)) for k in z.architectures)
-        planned = z._planned
         self.arch_key = dict(zip(planned["model_id"].astype(int), planned["arch_key"].astype(str)))
 
     def population(self, ids: Sequence[int]) -> tuple[PopulationModel, Any, torch.Tensor]:
@@ -322,7 +321,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         pair_families = []
 
     bar = tqdm(total=len(ok), desc="landscape metrics", unit="model", disable=not progress or not ok)
-    run = _Run(z, s, c)
+    run = _Run(z, s, c, planned)
     run.declare([f for f in s.metrics if f not in PAIR_FAMILIES or f in pair_families])
     tasks: dict[str, TaskData] = {}
     threads = torch.get_num_threads()
