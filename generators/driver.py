@@ -2,8 +2,11 @@
 
 The driver knows nothing about phase grids or model trees: each spec ``kind`` supplies a
 :class:`generators.kinds.ZooKind` (its plan, populations, training jobs and splits), found with
-:func:`generators.kinds.get_zoo_kind`. Backends (where a stage's populations train) are registered by
-name too: ``local`` here, ``ray`` in :mod:`generators.ray_backend`.
+:func:`generators.kinds.get_zoo_kind`. The populations are the zoo's *plan*: it is stored with the
+zoo (``attrs["plan"]``) and resumed from, and planned again only when the spec's ``population``
+settings change (speed only: every model trains as it would alone, up to float rounding). Backends
+(where a stage's populations train) are registered by name too: ``local`` here, ``ray`` in
+:mod:`generators.ray_backend`.
 
 :func:`generate` runs the stages in order; inside a stage the populations are independent, and
 :func:`train_population_job` -- given only the store path, the spec and the model ids -- trains one of
@@ -14,9 +17,10 @@ landscape metrics, phase labels; see :mod:`generators.analysis`).
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +30,7 @@ from kernels.registry import Registry
 from zoo.dataset import norm_stats
 from zoo.loader import DEFAULT_BUILDER, register_recipe_builder
 from zoo.errors import SpecError, UnknownNameError
-from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions
+from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions, to_jsonable
 from zoo.lock import locks_store
 from zoo.store import Zoo, create_zoo, open_zoo
 
@@ -56,45 +60,113 @@ def create_or_resume(spec: Any, out: str | Path) -> Zoo:
         return z
     plan = get_zoo_kind(spec.kind).plan(spec)
     attrs = {"kind": spec.kind, "name": spec.name, "spec": spec.raw, "spec_hash": spec.spec_hash, **plan.attrs}
-    return create_zoo(out, models=plan.models, architectures=plan.architectures, tasks=plan.tasks,
-                      checkpoint_epochs=plan.checkpoint_epochs, metric_names=list(DEFAULT_METRICS),
-                      n_epochs=plan.n_epochs, attrs=attrs)
+    z = create_zoo(out, models=plan.models, architectures=plan.architectures, tasks=plan.tasks,
+                   checkpoint_epochs=plan.checkpoint_epochs, metric_names=list(DEFAULT_METRICS),
+                   n_epochs=plan.n_epochs, attrs=attrs)
+    planned_populations(z, spec)  # the plan is stored with the zoo before anything trains
+    return z
+
+
+def _plan_settings(spec: Any) -> dict:
+    """The spec's population settings the plan depends on (``generators.planner.PopulationSettings``)."""
+    settings = getattr(spec, "population", None)
+    return {} if settings is None else settings.plan_record()
+
+
+def planned_populations(z: Zoo, spec: Any) -> list[Population]:
+    """The zoo's plan: every population, by stage. Read from the store (``attrs["plan"]``) when it was
+    made with the spec's current population settings; else planned now and stored (a store opened
+    read-only is planned without storing)."""
+    settings = to_jsonable(_plan_settings(spec))
+    stored = z.meta.get("plan")
+    if isinstance(stored, Mapping) and stored.get("settings") == settings:
+        return [Population(tuple(p["key"]), [int(i) for i in p["model_ids"]], int(p["stage"]), int(p["epochs"]))
+                for p in stored["populations"]]
+    pops = get_zoo_kind(spec.kind).populations(spec, z._planned, z.architectures, z.tasks)
+    if z.writable:
+        z._update_meta(plan={"settings": settings, "populations": [
+            {"key": [str(k) for k in p.key], "model_ids": [int(i) for i in p.model_ids], "stage": p.stage,
+             "epochs": p.epochs} for p in pops]})
+    return pops
 
 
 def pending_populations(z: Zoo, spec: Any) -> list[Population]:
-    """The populations with models still ``pending``, restricted to those models, by stage."""
+    """The populations of the plan that still have ``pending`` models, whole, by stage.
+
+    A population is trained as planned even when some of its models were written before an interruption
+    (:func:`train_population_job` writes only the pending ones): the same members in the same calls give
+    every model the same bits as an uninterrupted run, whatever the padding and batch sharing."""
     pending = set(np.flatnonzero(z.status_codes() == STATUS_CODES["pending"]).tolist())
-    out = []
-    for pop in get_zoo_kind(spec.kind).populations(spec, z._planned):
-        ids = [i for i in pop.model_ids if i in pending]
-        if ids:
-            out.append(Population(pop.key, ids, pop.stage, pop.epochs))
+    out = [pop for pop in planned_populations(z, spec) if any(i in pending for i in pop.model_ids)]
     return sorted(out, key=lambda p: p.stage)
 
 
-def write_results(z: Zoo, job: TrainingJob, result: Any) -> dict[str, int]:
-    """Write every trained member of ``job`` (``result``: its :class:`PopulationResult`); status counts."""
+def describe_plan(spec: str | Path | Mapping | Any, out: str | Path | None = None) -> Any:
+    """What ``weightzoo generate SPEC --out OUT --plan`` prints, without training: the kind's description
+    of the plan (populations, sizes, estimated cost), or, for a store ``out`` that exists, the stored
+    plan's populations still pending. Returns a ``rich`` renderable."""
+    from rich.table import Table
+
+    spec = as_spec(spec)
+    kind = get_zoo_kind(spec.kind)
+    if out is not None and Path(out).exists():
+        z = open_zoo(out)
+        if z.meta.get("spec_hash") != spec.spec_hash:
+            raise SpecError(f"{out} was generated from a different spec (hash {z.meta.get('spec_hash')}, this spec "
+                            f"{spec.spec_hash})")
+        pops = pending_populations(z, spec)
+        n_pending = int((z.status_codes() == STATUS_CODES["pending"]).sum())
+        table = Table(title=f"{out}: {len(pops)} populations with pending models ({n_pending} of {z.n_models} "
+                            f"models pending; a population trains whole, only its pending models are written)")
+        for col in ("stage", "models", "first ids", "epochs"):
+            table.add_column(col, justify="right")
+        for p in pops:
+            table.add_row(str(p.stage), str(len(p.model_ids)), ", ".join(map(str, p.model_ids[:6])) +
+                          (", ..." if len(p.model_ids) > 6 else ""), str(p.epochs))
+        return table
+    plan = kind.plan(spec)
+    if kind.describe is not None:
+        return kind.describe(spec, plan)
+    pops = kind.populations(spec, plan.models, plan.architectures, plan.tasks)
+    table = Table(title=f"training plan: {len(pops)} populations, {len(plan.models)} models")
+    for col in ("stage", "models", "group", "epochs"):
+        table.add_column(col, justify="right")
+    for p in pops:
+        table.add_row(str(p.stage), str(len(p.model_ids)), " ".join(map(str, p.key)), str(p.epochs))
+    return table
+
+
+@contextlib.contextmanager
+def training_threads(threads: int) -> Iterator[None]:
+    """torch intra-op threads set to ``threads`` for the block (0: leave torch's setting), then restored."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def write_results(z: Zoo, job: TrainingJob, result: Any, only: set[int] | None = None) -> dict[str, int]:
+    """Write every trained member of ``job`` (``result``: its :class:`PopulationResult`), or those in
+    ``only``; status counts."""
     versions = library_versions()
     counts = {"ok": 0, "diverged": 0, "failed": 0}
     per_model = result.wall_time_s / len(job.members)
     width = z._root["curves/train_loss"].shape[1]
-    epochs = np.asarray(sorted({int(e) for e in job.config.checkpoint_epochs}))  # the metrics' checkpoint axis
     for j, mid in enumerate(job.model_ids):
+        if only is not None and mid not in only:
+            continue
         w = result.weights[j]
         finite = bool(torch.isfinite(w[-1]).all())
         status = "ok" if finite and result.diverged_epoch[j] < 0 else "diverged"
         record = {"wall_time_s": per_model, "population_size": len(job.members), "versions": versions,
                   "diverged_epoch": int(result.diverged_epoch[j]) if result.diverged_epoch[j] >= 0 else None}
-        metrics = {k: np.array(v[j], dtype=np.float32) for k, v in result.metrics.items()}
-        if status == "diverged":  # what non-finite weights "score" (e.g. argmax of NaN logits) is no measurement
-            after = ~torch.isfinite(w).all(dim=1).numpy()
-            if result.diverged_epoch[j] >= 0:
-                after |= epochs >= int(result.diverged_epoch[j])
-            for values in metrics.values():
-                values[after] = np.nan
         curve = np.full(width, np.nan, dtype=np.float32)  # models trained for fewer epochs than the widest
         curve[:result.curve.shape[1]] = result.curve[j]
-        z.write_model(mid, weights=w, metrics=metrics, status=status, record=record, curve=curve)
+        z.write_model(mid, weights=w, metrics={k: v[j] for k, v in result.metrics.items()}, status=status,
+                      record=record, curve=curve)
         counts[status] += 1
     return counts
 
@@ -115,7 +187,8 @@ def write_failed(z: Zoo, model_ids: Sequence[int], errors: str | Mapping[int, st
 def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence[int], *,
                          on_epoch: Callable[[int], None] | None = None, tasks: TaskCache | None = None
                          ) -> dict[str, int]:
-    """Train the population ``model_ids`` of ``spec`` and write its members into ``store``.
+    """Train the population ``model_ids`` of ``spec`` and write its members that are still ``pending``
+    into ``store`` (all of them are trained: see :func:`pending_populations`).
 
     Needs only the store path, the spec (object, path or dict) and the ids, so any process can run it;
     models of the population that cannot train (``TrainingJob.blocked``) and, if training raises, all of
@@ -126,34 +199,41 @@ def train_population_job(store: str | Path | Zoo, spec: Any, model_ids: Sequence
     spec = as_spec(spec)
     tasks = tasks if tasks is not None else TaskCache(z)
     ids = [int(i) for i in model_ids]
+    pending = {i for i, code in zip(ids, z.status_codes(ids)) if code == STATUS_CODES["pending"]}
     try:
         job = get_zoo_kind(spec.kind).job(z, spec, ids, tasks)
     except Exception as exc:  # a population that cannot even be set up is recorded, the zoo goes on
-        return write_failed(z, ids, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))
-    counts = {"ok": 0, "diverged": 0, "failed": 0, "pending": len(ids) - len(job.model_ids) - len(job.blocked)}
-    if job.blocked:
-        counts["failed"] += write_failed(z, list(job.blocked), job.blocked)["failed"]
-    if not job.model_ids:
+        return write_failed(z, [i for i in ids if i in pending], f"{type(exc).__name__}: {exc}",
+                            traceback.format_exc(limit=5))
+    counts = {"ok": 0, "diverged": 0, "failed": 0,
+              "pending": len(pending - set(job.model_ids) - set(job.blocked))}
+    blocked = {i: why for i, why in job.blocked.items() if i in pending}
+    if blocked:
+        counts["failed"] += write_failed(z, list(blocked), blocked)["failed"]
+    if not pending.intersection(job.model_ids):
         return counts
     try:
         result = train_population(job.config, job.members, job.tasks, on_epoch=on_epoch,
                                   start_weights=job.start_weights)
     except Exception as exc:  # a failed population is recorded, the rest of the zoo goes on
-        counts["failed"] += write_failed(z, job.model_ids, f"{type(exc).__name__}: {exc}",
-                                         traceback.format_exc(limit=5))["failed"]
+        counts["failed"] += write_failed(z, [i for i in job.model_ids if i in pending],
+                                         f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=5))["failed"]
         return counts
-    for k, v in write_results(z, job, result).items():
+    for k, v in write_results(z, job, result, only=pending).items():
         counts[k] += v
     return counts
 
 
 def run_local(z: Zoo, spec: Any, stages: Sequence[Sequence[Population]], bar: tqdm) -> None:
-    """The local backend: stage by stage, the populations one after another in this process."""
+    """The local backend: stage by stage, the populations one after another in this process, with the
+    spec's ``population.threads`` torch threads."""
     tasks = TaskCache(z)
-    for populations in stages:
-        for pop in populations:
-            train_population_job(z, spec, pop.model_ids, tasks=tasks,
-                                 on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
+    settings = getattr(spec, "population", None)
+    with training_threads(settings.threads if settings is not None else 0):
+        for populations in stages:
+            for pop in populations:
+                train_population_job(z, spec, pop.model_ids, tasks=tasks,
+                                     on_epoch=lambda _e, n=len(pop.model_ids): bar.update(n))
 
 
 #: ``run(z, spec, stages, bar, **options)`` trains the populations of every stage, stage by stage, and

@@ -38,7 +38,7 @@ from generators.spec_fields import (
     Checkpoints,
     Description,
     Optimizer,
-    Population,
+    PopulationSettings,
     Schedule,
     ScheduleField,
     Seeds,
@@ -88,7 +88,7 @@ class PhaseGridSchema(SpecModel):
     optimizer: Optimizer = Optimizer()
     schedule: ScheduleField = Schedule()
     checkpoints: Checkpoints = CheckpointSchedule(log_spaced=3)
-    population: Population = Population()
+    population: PopulationSettings = PopulationSettings()
     landscape: LandscapeField = True
     phases: PhasesField = True
 
@@ -195,6 +195,7 @@ class PhaseGridSpec:
     max_population: int
     raw: dict = field(default_factory=dict)
     analysis: Optional[Analysis] = None
+    population: PopulationSettings = field(default_factory=PopulationSettings)  # speed only, not in the hash
 
     @property
     def spec_hash(self) -> str:
@@ -230,6 +231,6 @@ def parse_phase_grid(spec: Mapping[str, Any], source: Union[str, None] = None) -
     raw.update(analysis.record())
     return PhaseGridSpec(name, task, arch.name, arch.options, axes["load"], axes["temperature"], seeds,
                          s.data_seed_offset, s.epochs, optimizer, schedule, epochs, s.population.max_size, raw,
-                         analysis)
+                         analysis, s.population)
 
 

@@ -7,11 +7,14 @@ A :class:`ZooKind` is registered by name (``register_zoo_kind`` / ``get_zoo_kind
   ``spec_hash``, ``analysis``);
 * ``plan(spec) -> ZooPlan``: the models table, architectures, tasks and attributes, fixed before any
   training (each model has a slot; resuming trains exactly the ``pending`` ones);
-* ``populations(spec, models) -> [Population]``: models that train together, each in a *stage*
-  (a model-tree child trains in stage 1, after its parent in stage 0 is written);
+* ``populations(spec, models, architectures, tasks) -> [Population]``: models that train together,
+  each in a *stage* (a model-tree child trains in stage 1, after its parent in stage 0 is written);
+  phase grids ask the planner (:mod:`generators.planner`);
 * ``job(z, spec, model_ids, tasks) -> TrainingJob``: what one population trains (configuration,
   members, one task per member, start weights), read from the store alone;
-* ``splits(z, spec) -> [(name, codes, settings)]``: the kind's standard splits.
+* ``splits(z, spec) -> [(name, codes, settings)]``: the kind's standard splits;
+* ``describe(spec, plan) -> rich renderable`` (optional): the plan as ``weightzoo generate --plan``
+  prints it.
 
 :mod:`generators.phase_grid` and :mod:`generators.model_tree` register the two kinds this package has.
 """
@@ -102,9 +105,10 @@ class ZooKind:
     schema: type
     parse: Callable[[Mapping[str, Any], str | None], Any]
     plan: Callable[[Any], ZooPlan]
-    populations: Callable[[Any, pd.DataFrame], list[Population]]
+    populations: Callable[[Any, pd.DataFrame, Mapping[str, dict], Mapping[str, Any]], list[Population]]
     job: Callable[[Zoo, Any, Sequence[int], TaskCache], TrainingJob]
     splits: Callable[[Zoo, Any], list[SplitDef]]
+    describe: Callable[[Any, ZooPlan], Any] | None = None
 
 
 _KINDS: Registry[ZooKind] = Registry("zoo kind", error=UnknownNameError)

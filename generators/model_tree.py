@@ -34,7 +34,7 @@ def _optimizer_of(spec: ModelTreeSpec, row: pd.Series) -> dict:
     return next(f.optimizer for f in spec.families if f.name == row["derivation"])
 
 
-def tree_populations(spec: ModelTreeSpec, models: pd.DataFrame) -> list[Population]:
+def tree_populations(spec: ModelTreeSpec, models: pd.DataFrame, *_records: Any) -> list[Population]:
     """Bases (stage 0) and children (stage 1) grouped by architecture, batch size and optimiser, in
     model-id order, chunked to ``population.max_size``."""
     out = []

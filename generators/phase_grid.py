@@ -1,27 +1,30 @@
 """Generate a phase-grid zoo: a load axis x a temperature axis x seeds, trained as populations.
 
-:func:`plan_models` turns a spec into the models table (one row per model, fixed before any training).
+:func:`plan_models` turns a spec into the models table (one row per model, fixed before any training);
+:func:`grid_plan` groups the models into populations across the grid (:mod:`generators.planner`:
+members of different widths, batch sizes and training-data fractions train together).
 :data:`KIND` is the phase grid's :class:`generators.kinds.ZooKind` (registered as ``phase_grid``);
 :func:`generators.driver.generate` trains it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
+from generators.grid_spec import PhaseGridSchema, PhaseGridSpec, parse_phase_grid
+from generators.kinds import Population, TrainingJob, ZooKind, ZooPlan, register_zoo_kind
+from generators.planner import Plan, plan_populations, plan_table
+from generators.population import Member, PopulationConfig
 from zoo.architectures import architecture_record
 from zoo.format import architecture_key, short_hash
 from zoo.store import Zoo
 from zoo.tasks import TaskData, build_task, normalize_task_spec
 
-from generators.grid_spec import PhaseGridSchema, PhaseGridSpec, parse_phase_grid
-from generators.kinds import Population, TrainingJob, ZooKind, ZooPlan, register_zoo_kind
-from generators.population import Member, PopulationConfig
-
-__all__ = ["KIND", "plan_models", "populations", "population_config"]
+__all__ = ["KIND", "grid_plan", "plan_models", "populations", "population_config"]
 
 
 def _with_axis(spec: PhaseGridSpec, load_value: Any, temp_value: Any) -> tuple[dict, dict, dict]:
@@ -73,15 +76,36 @@ def plan_models(spec: PhaseGridSpec) -> tuple[pd.DataFrame, dict[str, dict], dic
     return pd.DataFrame(rows), archs, tasks
 
 
-def populations(models: pd.DataFrame, max_size: int, epochs: int) -> list[Population]:
-    """Group models that can train together, in model-id order, chunked to ``max_size``."""
-    keys = ["arch_key", "task", "batch_size", "optimizer"]
-    out = []
-    for key, group in models.sort_values("model_id").groupby(keys, sort=False):
-        ids = group["model_id"].tolist()
-        for i in range(0, len(ids), max_size):
-            out.append(Population(tuple(key), ids[i:i + max_size], 0, epochs))
-    return out
+def grid_plan(spec: PhaseGridSpec, models: pd.DataFrame, architectures: Mapping[str, dict],
+              tasks: Mapping[str, Any]) -> Plan:
+    """The :class:`generators.planner.Plan` of a phase grid's models under the spec's ``population``
+    settings."""
+    return plan_populations(models, architectures, tasks, spec.population, epochs=spec.epochs,
+                            n_checkpoints=len(spec.checkpoint_epochs), optimizer=spec.optimizer["name"])
+
+
+def populations(spec: PhaseGridSpec, models: pd.DataFrame, architectures: Mapping[str, dict],
+                tasks: Mapping[str, Any]) -> list[Population]:
+    """The phase grid's populations (one stage), as the planner forms them."""
+    plan = grid_plan(spec, models, architectures, tasks)
+    return [Population(("population", i), list(p.model_ids), 0, spec.epochs) for i, p in enumerate(plan.populations)]
+
+
+def describe(spec: PhaseGridSpec, zplan: ZooPlan) -> Any:
+    """The plan as ``weightzoo generate --plan`` prints it, with the one-population-per-cell grouping's
+    estimate beside it."""
+    from rich.console import Group
+
+    plan = grid_plan(spec, zplan.models, zplan.architectures, zplan.tasks)
+    shape = plan_populations(zplan.models, zplan.architectures, zplan.tasks,
+                             spec.population.model_copy(update={"grouping": "shape"}), epochs=spec.epochs,
+                             n_checkpoints=len(spec.checkpoint_epochs), optimizer=spec.optimizer["name"])
+    parts: list[Any] = [plan_table(plan, zplan.architectures, shape)]
+    parts += [f"note: {n}" for n in plan.notes]
+    parts.append("est. s: the planner's cost model (generators/cost.py), one thread. FLOPs x: padded per real "
+                 "training FLOP. The plan only changes speed: every model trains as it would alone (up to float "
+                 "rounding).")
+    return Group(*parts)
 
 
 def population_config(spec: PhaseGridSpec, row: pd.Series, arch: dict) -> PopulationConfig:
@@ -97,7 +121,8 @@ def _job(z: Zoo, spec: PhaseGridSpec, model_ids: Sequence[int], tasks: Callable[
     rows = [models.loc[i] for i in model_ids]
     arch = z.architectures[str(rows[0]["arch_key"])]
     members = [Member(int(r["init_seed"]), int(r["data_seed"]), float(r["lr"]), float(r["weight_decay"]),
-                      float(r["momentum"])) for r in rows]
+                      float(r["momentum"]), batch_size=int(r["batch_size"]),
+                      arch_config=z.architectures[str(r["arch_key"])]["config"]) for r in rows]
     return TrainingJob(population_config(spec, rows[0], arch), list(model_ids), members,
                        [tasks(str(r["task"])) for r in rows])
 
@@ -127,8 +152,7 @@ def plan_zoo(spec: PhaseGridSpec) -> ZooPlan:
     return ZooPlan(models, archs, tasks, spec.checkpoint_epochs, spec.epochs, {"grid": grid})
 
 
-#: The phase grid as a :class:`generators.kinds.ZooKind`: one stage, populations per cell group.
+#: The phase grid as a :class:`generators.kinds.ZooKind`: one stage, populations across the grid.
 KIND = register_zoo_kind("phase_grid")(ZooKind(
-    schema=PhaseGridSchema, parse=parse_phase_grid, plan=plan_zoo,
-    populations=lambda spec, models: populations(models, spec.max_population, spec.epochs), job=_job,
-    splits=_splits))
+    schema=PhaseGridSchema, parse=parse_phase_grid, plan=plan_zoo, populations=populations, job=_job,
+    splits=_splits, describe=describe))

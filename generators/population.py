@@ -1,21 +1,26 @@
-"""Train a population of P models of one architecture in one vectorised computation.
+"""Train a population of P models of one architecture family in one vectorised computation.
 
-Parameters of all members are stacked (``{name: [P, *shape]}``). Each step gathers every member's own
-mini-batch (its data-order seed decides the order), computes the logits of the whole population at once
--- with the architecture's ``population_forward`` fast path (batched matmuls) when it has one, otherwise
-``torch.func.vmap`` over ``functional_call`` -- and applies SGD-with-momentum or Adam with per-member
-learning rate, weight decay and momentum. Members are independent: every model ends with the weights
-it would have had if trained alone (:func:`train_single` is that reference).
+Parameters of all members are stacked in one flat buffer ``[P, n_params]`` (viewed as
+``{name: [P, *shape]}``). Each step gathers every member's own mini-batch (its data-order seed decides
+the order), computes the logits of the stepping members at once -- with the architecture's
+``population_forward`` fast path (batched matmuls) when it has one, otherwise ``torch.func.vmap`` over
+``functional_call`` -- and applies SGD-with-momentum, Adam or AdamW with per-member learning rate,
+weight decay and momentum to the flat buffer. Members are independent: every model ends with the
+weights it would have had if trained alone (:func:`train_single` is that reference).
 
-Members start from their seeded initialisation or, for fine-tuning (model-tree children), from given
-flat weights (``start_weights``), and train on one shared task or on one task each
-(:class:`generators.member_data.MemberData`).
+Members may differ in width (zero-padded to the widest, with unit masks: :mod:`generators.padding`),
+in batch size and in training set (one task each, e.g. ``train_fraction`` subsets of one source):
+:class:`generators.member_data.Schedule` lets each member take its own mini-batches and number of
+steps, with members whose batches are equally long stepping together. Members start from their
+seeded initialisation (drawn at their own shape) or, for fine-tuning (model-tree children), from given
+flat weights (``start_weights``).
 
 Relies on PyTorch (``torch.func``) only.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import time
@@ -27,11 +32,18 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from zoo.architectures import build_architecture, layout_of, load_flat_weights
+from generators.cost import DEFAULT_COST, CostModel, module_flops
+from generators.member_data import MemberData
+from generators.padding import embedding_index, envelope_of, unit_masks
+from kernels.layout import ParamLayout
+from zoo.architectures import (
+    build_architecture,
+    layout_of,
+    load_flat_weights,
+    supports_unit_masks,
+)
 from zoo.errors import ArchitectureMismatchError, SpecError
 from zoo.tasks import TaskData
-
-from generators.member_data import MemberData
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -39,13 +51,16 @@ SCHEDULES = ("constant", "cosine", "step")
 
 @dataclass(frozen=True)
 class Member:
-    """One model of a population: its seeds and per-model optimiser settings."""
+    """One model of a population: its seeds, per-model optimiser settings and, where they differ from
+    the population's, its batch size and architecture options (e.g. its width)."""
 
     init_seed: int
     data_seed: int
     lr: float
     weight_decay: float = 0.0
     momentum: float = 0.9
+    batch_size: int | None = None
+    arch_config: Mapping | None = None
 
 
 @dataclass(frozen=True)
@@ -90,30 +105,35 @@ class PopulationConfig:
 class PopulationResult:
     """Everything a population run produces, per member.
 
-    ``weights [P, n_checkpoints, n_params]``, ``metrics[name] [P, n_checkpoints]``,
+    ``weights [P, n_checkpoints, n_params]`` (a list of ``[n_checkpoints, n_params_j]``, one per member,
+    when the members' architectures differ in width), ``metrics[name] [P, n_checkpoints]``,
     ``curve [P, epochs]`` (mean mini-batch loss per epoch), ``diverged_epoch [P]`` (-1 if never),
     ``wall_time_s`` for the whole population.
     """
 
-    weights: torch.Tensor
+    weights: torch.Tensor | list[torch.Tensor]
     metrics: dict[str, np.ndarray]
     curve: np.ndarray
     diverged_epoch: np.ndarray
     wall_time_s: float
 
 
-def init_model(config: PopulationConfig, task: TaskData, init_seed: int) -> torch.nn.Module:
-    """The architecture initialised from ``init_seed`` (the caller's global RNG state is untouched)."""
+def init_model(config: PopulationConfig, task: TaskData, init_seed: int, arch_config: Mapping | None = None
+               ) -> torch.nn.Module:
+    """The architecture (with ``arch_config``, default the population's) initialised from ``init_seed``
+    (the caller's global RNG state is untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(init_seed))
-        return build_architecture(config.architecture, task.input_shape, task.n_classes, config.arch_config)
+        return build_architecture(config.architecture, task.input_shape, task.n_classes,
+                                  config.arch_config if arch_config is None else arch_config)
 
 
 def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed cross-entropy ``[P]`` and number of correct predictions ``[P]`` of every member, from
     logits ``[P, n, C]`` and labels ``[n]`` (sums, so batches add up)."""
     p, n, c = logits.shape
-    loss = F.cross_entropy(logits.reshape(p * n, c), y.repeat(p), reduction="none").view(p, n).sum(1)
+    # class-major [P, C, n]: torch's CPU log_softmax over an innermost axis of ~10 classes is much slower
+    loss = F.cross_entropy(logits.transpose(1, 2), y.expand(p, n), reduction="none").sum(1)
     correct = (logits.argmax(-1) == y).sum(1)
     return loss, correct
 
@@ -121,62 +141,189 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
 class PopulationModel:
     """Stacked parameters of P members and a function computing their logits at once.
 
-    ``modules`` are the members' initialised modules, or, with ``start_weights [P, n_params]``, one
-    template module whose architecture every member shares and whose parameters are replaced.
+    ``modules`` are the members' initialised modules (one per member), or one template module whose
+    architecture every member shares (with ``start_weights``). ``start_weights`` (``[P, n_params]``, or
+    one flat ``[n_params_j]`` per member) replaces the modules' parameters.
+
+    Members may differ in width (:mod:`generators.padding`): they are zero-padded to the widest
+    member's shapes (the *envelope*: ``template`` and ``layout``), and ``unit_masks`` (``[P, units]``
+    per permutation group, None when every member has the envelope's shape) keep the padded units at
+    exactly zero. ``flat_params [P, n_params of the envelope]`` holds all weights; ``params`` are views
+    of it, ``{name: [P, *shape]}``.
     """
 
-    def __init__(self, modules: Sequence[torch.nn.Module], start_weights: torch.Tensor | None = None) -> None:
-        self.template = modules[0]
-        self.layout = layout_of(self.template)
-        if start_weights is not None:
-            if start_weights.dim() != 2 or start_weights.shape[1] != self.layout.n_params:
-                raise ArchitectureMismatchError(
-                    f"start_weights of shape {list(start_weights.shape)} do not fit {type(self.template).__name__}: "
-                    f"expected [members, {self.layout.n_params}]")
-            flat = start_weights.detach().to(torch.float32)
-            self.params = {k: v.clone().contiguous() for k, v in self.layout.unflatten(flat).items()}
+    def __init__(self, modules: Sequence[torch.nn.Module],
+                 start_weights: torch.Tensor | Sequence[torch.Tensor] | None = None) -> None:
+        shared = len(modules) == 1 and start_weights is not None
+        n_members = len(start_weights) if shared else len(modules)
+        if not shared and start_weights is not None and len(start_weights) != len(modules):
+            raise ValueError(f"PopulationModel: start_weights for {len(start_weights)} members, {len(modules)} modules")
+        layouts: dict[int, ParamLayout] = {}
+        for m in modules:
+            if id(m) not in layouts:
+                layouts[id(m)] = layout_of(m)
+        member_modules = list(modules) * n_members if shared else list(modules)
+        member_layouts = [layouts[id(m)] for m in member_modules]
+        distinct: dict[tuple, int] = {}  # layout shapes -> index of its first member
+        for j, lay in enumerate(member_layouts):
+            distinct.setdefault(tuple(e.shape for e in lay.entries), j)
+        firsts = list(distinct.values())
+        self.padded = len(firsts) > 1
+        if self.padded and not supports_unit_masks(member_modules[0]):
+            raise ArchitectureMismatchError(
+                f"members of {type(member_modules[0]).__name__} have different shapes, but it cannot be zero-padded "
+                "(its forward takes no unit_masks, or it has no permutation_spec): train them in separate populations")
+        env = firsts[envelope_of([member_layouts[j] for j in firsts])] if self.padded else 0
+        self.template = member_modules[env]
+        self.layout = member_layouts[env]
+        self.member_layouts = member_layouts
+        self._index = {key: embedding_index(member_layouts[j], self.layout) for key, j in distinct.items()} \
+            if self.padded else {}
+        self.member_index = [self._index[tuple(e.shape for e in lay.entries)] for lay in member_layouts] \
+            if self.padded else None
+        self.unit_masks = None
+        if self.padded:
+            per_member = [unit_masks(lay, self.layout) for lay in member_layouts]
+            self.unit_masks = [torch.stack([m[g] for m in per_member]) for g in range(len(self.layout.group_sizes))]
+        if isinstance(start_weights, torch.Tensor) and not self.padded and (
+                start_weights.dim() != 2 or start_weights.shape[1] != self.layout.n_params):
+            raise ArchitectureMismatchError(
+                f"start_weights of shape {list(start_weights.shape)} do not fit {type(self.template).__name__}: "
+                f"expected [members, {self.layout.n_params}]")
+        if start_weights is None:
+            flats = [torch.cat([p.detach().reshape(-1) for p in m.parameters()]) for m in member_modules]
         else:
-            named = [dict(m.named_parameters()) for m in modules]
-            self.params = {
-                name: torch.stack([n[name].detach() for n in named]).contiguous() for name in self.layout.names
-            }
+            flats = [w.detach().to(torch.float32) for w in start_weights]
+            for j, (w, lay) in enumerate(zip(flats, member_layouts)):
+                if w.dim() != 1 or w.shape[0] != lay.n_params:
+                    raise ArchitectureMismatchError(
+                        f"start_weights of member {j} have shape {list(w.shape)} and do not fit "
+                        f"{type(member_modules[j]).__name__}: expected [{lay.n_params}] per member "
+                        f"([members, {lay.n_params}] stacked)")
+        self.flat_params = self.embed(flats)
+        self.params = self.layout.unflatten(self.flat_params)
         self.fast = hasattr(self.template, "population_forward")
         self.fast_shared = self.fast and "shared" in inspect.signature(self.template.population_forward).parameters
         self.manual = bool(getattr(self.template, "manual_backward", False))
+        self._rows: dict[tuple[int, int], tuple[dict, list | None]] = {}
 
-    def logits(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """Logits ``[P, B, C]``; ``x`` is ``[P, B, ...]`` or, when ``shared``, ``[B, ...]`` for everyone."""
+    @property
+    def n_members(self) -> int:
+        return self.flat_params.shape[0]
+
+    @property
+    def member_sizes(self) -> list[int]:
+        """Every member's own number of parameters (the envelope's when unpadded)."""
+        return [lay.n_params for lay in self.member_layouts]
+
+    def embed(self, flats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[len(flats), n_params of the envelope]`` from each member's own flat weights ``[n_params_j]``
+        (zeros in the padding)."""
+        if not self.padded:
+            return torch.stack(list(flats)).contiguous()
+        out = torch.zeros(len(flats), self.layout.n_params, dtype=flats[0].dtype)
+        for j, w in enumerate(flats):
+            out[j, self.member_index[j]] = w
+        return out
+
+    def unembed(self, padded: torch.Tensor) -> list[torch.Tensor]:
+        """Each member's own weights ``[..., n_params_j]`` from envelope weights ``[P, ..., n_params]``."""
+        if not self.padded:
+            return list(padded)
+        return [padded[j][..., self.member_index[j]] for j in range(padded.shape[0])]
+
+    def select(self, rows: slice | Sequence[int] | torch.Tensor) -> "PopulationModel":
+        """The same population function for some members only (their parameters, masks and layouts)."""
+        idx = torch.arange(self.n_members)[rows] if isinstance(rows, slice) else torch.as_tensor(rows, dtype=torch.long)
+        out = copy.copy(self)
+        out.flat_params = self.flat_params[idx]
+        out.params = self.layout.unflatten(out.flat_params)
+        out.member_layouts = [self.member_layouts[int(i)] for i in idx]
+        if self.padded:
+            out.member_index = [self.member_index[int(i)] for i in idx]
+            out.unit_masks = [m[idx] for m in self.unit_masks]
+        out.reset_views()
+        return out
+
+    def reset_views(self) -> None:
+        """Forget the cached per-block views of the parameters (after ``flat_params`` was replaced)."""
+        self._rows = {}
+
+    def _masks(self, params: Mapping[str, torch.Tensor], masks: Sequence[torch.Tensor] | None
+               ) -> Sequence[torch.Tensor] | None:
+        if masks is not None or self.unit_masks is None:
+            return masks
+        p = next(iter(params.values())).shape[0]
+        if p != self.n_members:
+            raise ValueError(f"padded population of {self.n_members} members: parameters of {p} members need their "
+                             "unit masks (use select(rows))")
+        return self.unit_masks
+
+    def logits(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, shared: bool,
+               masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits ``[P, B, C]``; ``x`` is ``[P, B, ...]`` or, when ``shared``, ``[B, ...]`` for everyone.
+        ``masks`` (``[P, units]`` per group) default to the members' own when ``params`` has all P rows."""
+        masks = self._masks(params, masks)
+        kw = {} if masks is None else {"unit_masks": list(masks)}
         p = next(iter(params.values())).shape[0]
         if self.fast:
             if self.fast_shared:
-                return self.template.population_forward(params, x, shared=shared)
+                return self.template.population_forward(params, x, shared=shared, **kw)
             xs = x.unsqueeze(0).expand(p, *x.shape) if shared else x
-            return self.template.population_forward(params, xs)
-        fn = lambda prm, inp: functional_call(self.template, prm, (inp,))  # noqa: E731
-        return vmap(fn, in_dims=(0, None if shared else 0))(dict(params), x)
+            return self.template.population_forward(params, xs, **kw)
+        if masks is None:
+            fn = lambda prm, inp: functional_call(self.template, prm, (inp,))  # noqa: E731
+            return vmap(fn, in_dims=(0, None if shared else 0))(dict(params), x)
+        fn = lambda prm, inp, m: functional_call(self.template, prm, (inp,), {"unit_masks": m})  # noqa: E731
+        return vmap(fn, in_dims=(0, None if shared else 0, 0))(dict(params), x, list(masks))
 
-    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None,
+                       masks: Sequence[torch.Tensor] | None = None, sample_weights: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Mean cross-entropy ``[P]`` of every member on its own batch (``x [P, B, ...]``, ``y [P, B]``)
         and the gradients of the parameters, in layout order. Uses the architecture's hand-written
         backward when it has one, else autograd. ``params`` (default: all members' ``self.params``)
-        may be the stacked parameters of a subset of the members."""
+        may be the stacked parameters of a subset of the members, with their ``masks``;
+        ``sample_weights [P, B]`` replaces the batch mean by a weighted sum (padded batches)."""
         names = self.layout.names
         params = self.params if params is None else params
+        masks = self._masks(params, masks)
         if self.manual:
+            kw = {} if masks is None else {"unit_masks": list(masks)}
+            if sample_weights is not None:
+                kw["sample_weights"] = sample_weights
             with torch.no_grad():
-                loss, grads = self.template.population_loss_and_grads(params, x, y)
+                loss, grads = self.template.population_loss_and_grads(params, x, y, **kw)
             return loss, [grads[k] for k in names]
         leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-        logits = self.logits(leaves, x, shared=False)
+        logits = self.logits(leaves, x, shared=False, masks=masks)
         p, b = y.shape
-        loss = F.cross_entropy(logits.reshape(p * b, -1), y.reshape(-1), reduction="none").view(p, b).mean(1)
+        ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # [P, B], class-major (faster)
+        loss = ce.mean(1) if sample_weights is None else (ce * sample_weights).sum(1)
         grads = torch.autograd.grad(loss.sum(), [leaves[k] for k in names])
         return loss.detach(), list(grads)
 
+    def rows_loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, start: int, stop: int,
+                            sample_weights: torch.Tensor | None = None, flat: bool = True
+                            ) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
+        """:meth:`loss_and_grads` of the members ``start..stop-1`` (a contiguous block of rows): the
+        loss ``[stop - start]`` and the gradients, flat ``[stop - start, n_params]`` or, with ``flat``
+        False, one tensor per parameter (layout order)."""
+        key = (start, stop)
+        if key not in self._rows:
+            params = {k: v[start:stop] for k, v in self.params.items()}
+            masks = None if self.unit_masks is None else [m[start:stop] for m in self.unit_masks]
+            self._rows[key] = (params, masks)
+        params, masks = self._rows[key]
+        loss, grads = self.loss_and_grads(x, y, params, masks, sample_weights)
+        if not flat:
+            return loss, grads
+        n = stop - start
+        return loss, torch.cat([g.reshape(n, -1) for g in grads], dim=1)
+
     def flat(self) -> torch.Tensor:
-        """Current weights ``[P, n_params]``."""
-        return self.layout.flatten(self.params, batch_dims=1)
+        """Current weights ``[P, n_params]`` (the envelope's layout)."""
+        return self.flat_params
 
 
 def _evaluate(model: PopulationModel, data: MemberData, eval_batch: int) -> dict[str, np.ndarray]:
@@ -186,12 +333,13 @@ def _evaluate(model: PopulationModel, data: MemberData, eval_batch: int) -> dict
     whole = len(data.groups) == 1
     with torch.no_grad():
         for task, members in data.groups:
-            params = model.params if whole else {k: v[members] for k, v in model.params.items()}
+            part = model if whole else model.select(members)
             for split in ("train", "test"):
                 x, y = task.split(split)
                 loss_sum, correct = 0.0, 0
                 for i in range(0, len(y), eval_batch):
-                    l, c = loss_and_correct(model.logits(params, x[i:i + eval_batch], shared=True), y[i:i + eval_batch])
+                    logits = part.logits(part.params, x[i:i + eval_batch], shared=True)
+                    l, c = loss_and_correct(logits, y[i:i + eval_batch])
                     loss_sum = loss_sum + l
                     correct = correct + c
                 out[f"{split}_loss"][members.numpy()] = (loss_sum / len(y)).numpy()
@@ -200,83 +348,132 @@ def _evaluate(model: PopulationModel, data: MemberData, eval_batch: int) -> dict
 
 
 class _Hyper:
-    """A per-member hyperparameter: a Python scalar when all members share it (cheaper fused
-    updates), else ``[P, 1, ..., 1]`` tensors that broadcast against each stacked parameter."""
+    """A per-member hyperparameter over blocks of rows: for rows ``start..stop-1``, a Python scalar
+    when those members share it (cheaper fused updates), else a ``[rows, 1, ..., 1]`` tensor that
+    broadcasts against their parameters (``dims`` dimensions, rows first)."""
 
-    def __init__(self, values: Sequence[float], params: Mapping[str, torch.Tensor]) -> None:
+    def __init__(self, values: Sequence[float]) -> None:
         self.values = [float(v) for v in values]
-        self.uniform = len(set(values)) == 1
-        self.scalar = float(values[0])
-        self.any = any(v != 0 for v in values)
-        self.tensors = {} if self.uniform else {
-            k: torch.tensor(values, dtype=v.dtype).view(-1, *([1] * (v.dim() - 1))) for k, v in params.items()}
+        self.column = torch.tensor(self.values, dtype=torch.float32)
+        self._rows: dict[tuple[int, int, int], float | torch.Tensor] = {}
 
-    def mul(self, key: str, factor: float = 1.0) -> float | torch.Tensor:
-        return self.scalar * factor if self.uniform else self.tensors[key] * factor
-
-    def subset(self, members: torch.Tensor, params: Mapping[str, torch.Tensor]) -> "_Hyper":
-        """The hyperparameter of the members ``members [n_sel]`` (``params``: their stacked parameters)."""
-        return _Hyper([self.values[j] for j in members.tolist()], params)
+    def rows(self, start: int, stop: int, dims: int = 2) -> float | torch.Tensor:
+        key = (start, stop, dims)
+        if key not in self._rows:
+            part = self.values[start:stop]
+            self._rows[key] = part[0] if len(set(part)) == 1 else \
+                self.column[start:stop].view(-1, *([1] * (dims - 1)))
+        return self._rows[key]
 
 
-def _per_member(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """``value [P]`` shaped ``[P, 1, ..., 1]`` to broadcast against the stacked parameter ``like``."""
-    return value.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+def _nonzero(value: float | torch.Tensor) -> bool:
+    return isinstance(value, torch.Tensor) or value != 0
 
 
-def _update(config: PopulationConfig, k: str, p: torch.Tensor, g: torch.Tensor, state1: dict, state2: dict,
-            lr: _Hyper, wd: _Hyper, mom: _Hyper, factor: float, step: int | torch.Tensor) -> None:
-    """One optimiser step for stacked parameter ``k`` in place (``torch.optim`` semantics).
+class _Optimizer:
+    """SGD with momentum, Adam or AdamW (``torch.optim`` semantics) on the flat parameters ``[P, n]``
+    (viewed per parameter by ``layout``), one contiguous block of members at a time, with per-member
+    learning rate, weight decay and momentum.
 
-    ``step`` is the optimiser step count (Adam's bias correction): an int shared by all members, or
-    ``[P]`` when members took different numbers of steps (training sets of different sizes).
-    """
-    if config.optimizer == "sgd":
-        if wd.any:  # coupled L2: d = g + wd * p
-            g = g.add_(p, alpha=wd.scalar) if wd.uniform else g.addcmul_(wd.tensors[k], p)
-        buf = state1[k]
-        if mom.uniform:  # buf = momentum * buf + d, one pass
-            torch.add(g, buf, alpha=mom.scalar, out=buf)
+    A block's gradients come flat (one update of the whole block: fewest kernel launches) or per
+    parameter (no flattening pass: cheaper where the parameters, not the launches, cost the time).
+    Elementwise updates only, so the result does not depend on the thread count."""
+
+    def __init__(self, config: PopulationConfig, members: Sequence[Member], flat: torch.Tensor,
+                 layout: ParamLayout) -> None:
+        self.config, self.flat, self.layout = config, flat, layout
+        self.lr = _Hyper([m.lr for m in members])
+        self.wd = _Hyper([m.weight_decay for m in members])
+        self.mom = _Hyper([m.momentum for m in members])
+        self.state1 = torch.zeros_like(flat)
+        self.state2 = torch.zeros_like(flat) if config.optimizer != "sgd" else None
+        self._views: dict[tuple[int, int], list[tuple[torch.Tensor, ...]]] = {}
+
+    def step(self, start: int, stop: int, g: torch.Tensor | Sequence[torch.Tensor], factor: float,
+             step: int | torch.Tensor) -> None:
+        """Update members ``start..stop-1`` in place from their gradients (flat ``[rows, n]``, or one
+        ``[rows, *shape]`` per parameter); ``step`` is their optimiser step count after this step (an
+        int, or ``[rows]`` when they differ)."""
+        if isinstance(g, torch.Tensor):
+            second = None if self.state2 is None else self.state2[start:stop]
+            self._update(self.flat[start:stop], g, self.state1[start:stop], second, start, stop, factor, step)
+            return
+        key = (start, stop)
+        if key not in self._views:
+            states = [self.layout.unflatten(t[start:stop]) if t is not None else None
+                      for t in (self.flat, self.state1, self.state2)]
+            self._views[key] = [(states[0][k], states[1][k], None if states[2] is None else states[2][k])
+                                for k in self.layout.names]
+        for (p, m1, m2), gk in zip(self._views[key], g):
+            self._update(p, gk, m1, m2, start, stop, factor, step)
+
+    def _update(self, p: torch.Tensor, g: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor | None, start: int,
+                stop: int, factor: float, step: int | torch.Tensor) -> None:
+        dims = p.dim()
+        lr, wd = self.lr.rows(start, stop, dims), self.wd.rows(start, stop, dims)
+        if self.config.optimizer == "sgd":
+            if _nonzero(wd):  # coupled L2: d = g + wd * p
+                g = g.addcmul_(wd, p) if isinstance(wd, torch.Tensor) else g.add_(p, alpha=wd)
+            mom = self.mom.rows(start, stop, dims)
+            if isinstance(mom, torch.Tensor):
+                m1.mul_(mom).add_(g)
+            else:  # buf = momentum * buf + d, one pass
+                torch.add(g, m1, alpha=mom, out=m1)
+            if isinstance(lr, torch.Tensor):
+                p.addcmul_(lr, m1, value=-factor)
+            else:
+                p.add_(m1, alpha=-lr * factor)
+            return
+        beta1, beta2 = self.config.betas
+        step_lr = lr * factor
+        if self.config.optimizer == "adamw":
+            if _nonzero(wd):
+                p.mul_(1 - step_lr * wd)
+        elif _nonzero(wd):
+            g = g.addcmul_(wd, p) if isinstance(wd, torch.Tensor) else g.add_(p, alpha=wd)
+        m1.lerp_(g, 1 - beta1)
+        m2.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        if isinstance(step, torch.Tensor):
+            steps = step.double().view(-1, *([1] * (dims - 1)))
+            denom = (m2.sqrt() / (1 - beta2 ** steps).sqrt().to(p.dtype)).add_(self.config.eps)
+            p.sub_(step_lr / (1 - beta1 ** steps).to(p.dtype) * m1 / denom)
+            return
+        denom = (m2.sqrt() / math.sqrt(1 - beta2 ** step)).add_(self.config.eps)
+        step_size = step_lr / (1 - beta1 ** step)
+        if isinstance(step_size, torch.Tensor):
+            p.sub_(step_size * m1 / denom)
         else:
-            buf.mul_(mom.tensors[k]).add_(g)
-        if lr.uniform:
-            p.add_(buf, alpha=-lr.scalar * factor)
-        else:
-            p.addcmul_(lr.mul(k, -factor), buf)
-        return
-    beta1, beta2 = config.betas
-    step_lr = lr.mul(k, factor)
-    if config.optimizer == "adamw":
-        if wd.any:
-            p.mul_(1 - step_lr * wd.mul(k))
-    elif wd.any:
-        g = g.add_(p, alpha=wd.scalar) if wd.uniform else g.addcmul_(wd.tensors[k], p)
-    state1[k].lerp_(g, 1 - beta1)
-    state2[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    if isinstance(step, torch.Tensor):
-        steps = step.double()
-        denom = (state2[k].sqrt() / _per_member((1 - beta2 ** steps).sqrt(), p)).add_(config.eps)
-        p.sub_(step_lr / _per_member(1 - beta1 ** steps, p) * state1[k] / denom)
-        return
-    denom = (state2[k].sqrt() / math.sqrt(1 - beta2 ** step)).add_(config.eps)
-    step_size = step_lr / (1 - beta1 ** step)
-    if lr.uniform:
-        p.addcdiv_(state1[k], denom, value=-step_size)
-    else:
-        p.sub_(step_size * state1[k] / denom)
+            p.addcdiv_(m1, denom, value=-step_size)
 
 
-def _optimizer_step(config: PopulationConfig, params: Mapping[str, torch.Tensor], grads: Sequence[torch.Tensor],
-                    state1: dict, state2: dict, lr: _Hyper, wd: _Hyper, mom: _Hyper, factor: float,
-                    steps: int | torch.Tensor) -> None:
-    """Update every stacked parameter in place; ``steps`` is the members' step count after this step
-    (an int, or ``[P]`` when they differ)."""
-    step = steps
-    if isinstance(steps, torch.Tensor) and config.optimizer != "sgd" and bool((steps == steps[0]).all()):
-        step = int(steps[0])
-    with torch.no_grad():
-        for k, g in zip(params, grads):
-            _update(config, k, params[k], g, state1, state2, lr, wd, mom, factor, step)
+def member_arch_config(config: PopulationConfig, member: Member) -> Mapping:
+    """The architecture options ``member`` trains with (its own, else the population's)."""
+    return config.arch_config if member.arch_config is None else member.arch_config
+
+
+def member_batch_size(config: PopulationConfig, member: Member) -> int:
+    """The batch size ``member`` trains with (its own, else the population's)."""
+    return config.batch_size if member.batch_size is None else int(member.batch_size)
+
+
+def _population_model(config: PopulationConfig, members: Sequence[Member], tasks: Sequence[TaskData],
+                      start_weights: torch.Tensor | Sequence[torch.Tensor] | None) -> PopulationModel:
+    """The members' :class:`PopulationModel`: seeded initialisations at each member's own shape, or
+    ``start_weights`` on one template per distinct architecture."""
+    if start_weights is None:
+        return PopulationModel([init_model(config, tasks[0], m.init_seed, member_arch_config(config, m))
+                                for m in members])
+    templates: dict[str, torch.nn.Module] = {}
+    modules = []
+    for m in members:
+        cfg = member_arch_config(config, m)
+        key = repr(sorted(dict(cfg).items()))
+        if key not in templates:
+            templates[key] = init_model(config, tasks[0], m.init_seed, cfg)
+        modules.append(templates[key])
+    if len(templates) == 1 and isinstance(start_weights, torch.Tensor):
+        return PopulationModel(modules[:1], start_weights)
+    return PopulationModel(modules, list(start_weights))
 
 
 def train_population(
@@ -285,43 +482,56 @@ def train_population(
     task: TaskData | Sequence[TaskData],
     on_epoch: Callable[[int], None] | None = None,
     *,
-    start_weights: torch.Tensor | None = None,
+    start_weights: torch.Tensor | Sequence[torch.Tensor] | None = None,
+    cost_model: CostModel | None = None,
 ) -> PopulationResult:
     """Train all ``members`` together; see the module docstring.
 
     ``task`` is the task of every member, or a sequence with one task per member (same input shape and
-    label space; pass the same object to members that share a task). ``start_weights [P, n_params]``
-    replaces the seeded initialisation (fine-tuning): checkpoint epoch 0 then holds exactly these weights.
+    label space; pass the same object to members that share a task). Members may have their own batch
+    size and architecture options (``Member.batch_size``, ``Member.arch_config``: widths that differ
+    are zero-padded, :mod:`generators.padding`). ``start_weights`` (``[P, n_params]``, or one flat
+    vector per member) replaces the seeded initialisation (fine-tuning): checkpoint epoch 0 then holds
+    exactly these weights. ``cost_model`` (default :data:`generators.cost.DEFAULT_COST`) decides when
+    members with shorter batches share a padded call (speed only).
     """
     if not members:
         raise ValueError("train_population needs at least one member")
     tasks = [task] * len(members) if isinstance(task, TaskData) else list(task)
     if len(tasks) != len(members):
         raise ValueError(f"train_population: {len(tasks)} tasks for {len(members)} members")
+    if start_weights is not None and len(start_weights) != len(members):
+        raise ValueError(f"train_population: start_weights for {len(start_weights)} models, {len(members)} members")
     start = time.perf_counter()
-    data = MemberData(tasks)
-    if start_weights is None:
-        model = PopulationModel([init_model(config, tasks[0], m.init_seed) for m in members])
-    else:
-        if start_weights.shape[0] != len(members):
-            raise ValueError(f"train_population: start_weights for {start_weights.shape[0]} models, "
-                             f"{len(members)} members")
-        model = PopulationModel([init_model(config, tasks[0], members[0].init_seed)], start_weights)
-    params = model.params
     P = len(members)
-    gens = [torch.Generator().manual_seed(int(m.data_seed)) for m in members]
-
-    lr = _Hyper([m.lr for m in members], params)
-    wd = _Hyper([m.weight_decay for m in members], params)
-    mom = _Hyper([m.momentum for m in members], params)
-    state1 = {k: torch.zeros_like(v) for k, v in params.items()}
-    state2 = {k: torch.zeros_like(v) for k, v in params.items()} if config.optimizer != "sgd" else {}
-    steps = torch.zeros(P, dtype=torch.long)  # per-member optimiser steps (they differ for ragged data)
-    step = 0  # the shared count while every member has taken every step (equal training sets)
-    sub_hypers: dict[tuple, tuple[_Hyper, _Hyper, _Hyper]] = {}
+    batch = [member_batch_size(config, m) for m in members]
+    bad = [b for b in batch if b < 1]
+    if bad:
+        raise SpecError(f"batch_size must be >= 1, got {bad[0]}")
+    # rows: members by batch size, then training-set size (largest first), so that equal steps share calls
+    order = sorted(range(P), key=lambda j: (batch[j], -len(tasks[j].y_train), j))
+    rows = [members[j] for j in order]
+    row_tasks = [tasks[j] for j in order]
+    row_batch = [batch[j] for j in order]
+    row_start = None if start_weights is None else [start_weights[j] for j in order]
+    if row_start is not None and isinstance(start_weights, torch.Tensor):
+        row_start = start_weights[torch.tensor(order)]
+    data = MemberData(row_tasks)
+    model = _population_model(config, rows, row_tasks, row_start)
+    flat = model.flat_params
+    gens = [torch.Generator().manual_seed(int(m.data_seed)) for m in rows]
+    opt = _Optimizer(config, rows, flat, model.layout)
+    cost = DEFAULT_COST if cost_model is None else cost_model
+    overhead = cost.overhead_in_samples(module_flops(model.template, row_tasks[0].input_shape))
+    schedule = data.schedule(row_batch, overhead)
+    flat_limit = cost.flat_update_limit(len(model.layout.names))  # rows x params up to which updates go flat
+    n_env = flat.shape[1]
+    per_epoch = schedule.steps  # [P] steps per epoch
+    uniform_steps: dict[tuple[int, int], int | None] = {}  # Adam's step count is an int where it can be
+    sgd = config.optimizer == "sgd"
 
     ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
-    weights = torch.empty(P, len(ckpts), model.layout.n_params)
+    stacked = torch.empty(P, len(ckpts), flat.shape[1])
     metrics: dict[str, np.ndarray] = {}
     curve = np.full((P, config.epochs), np.nan, dtype=np.float32)
     diverged = np.full(P, -1, dtype=np.int64)
@@ -329,50 +539,48 @@ def train_population(
     def checkpoint(epoch: int) -> None:
         if epoch in ckpts:
             c = ckpts.index(epoch)
-            weights[:, c] = model.flat()
+            stacked[:, c] = flat
             for name, values in _evaluate(model, data, config.eval_batch).items():
                 metrics.setdefault(name, np.full((P, len(ckpts)), np.nan, dtype=np.float32))[:, c] = values
 
-    n_batches = ((data.sizes + config.batch_size - 1) // config.batch_size).double()  # [P], the same every epoch
+    n_batches = torch.from_numpy(per_epoch).double()
     checkpoint(0)
     for epoch in range(config.epochs):
         factor = config.lr_factor(epoch)
-        orders = data.epoch_orders(gens)
+        lanes = schedule.lane_orders(data.epoch_orders(gens))
         epoch_loss = torch.zeros(P, dtype=torch.float64)
-        for sel, idx in data.batches(orders, config.batch_size):
-            xb, yb = data.x[idx], data.y[idx]  # [P, B, ...], [P, B]
-            if sel is None:
-                loss, grads = model.loss_and_grads(xb, yb)
-                epoch_loss += loss.double()
-                if data.equal_sizes:
-                    step += 1
-                    _optimizer_step(config, params, grads, state1, state2, lr, wd, mom, factor, step)
+        for t, calls in enumerate(schedule.ticks):
+            for call in calls:
+                a, b = call.start, call.stop
+                idx = call.index(lanes)
+                loss, grad = model.rows_loss_and_grads(data.x[idx], data.y[idx], a, b, call.weights,
+                                                       flat=(b - a) * n_env <= flat_limit)
+                epoch_loss[a:b].add_(loss)
+                if sgd:
+                    opt.step(a, b, grad, factor, 0)
                     continue
-                steps += 1
-                _optimizer_step(config, params, grads, state1, state2, lr, wd, mom, factor, steps)
-                continue
-            # members whose next batch is this long step alone: update their rows, then write them back
-            sub = {k: v[sel] for k, v in params.items()}
-            sub1 = {k: v[sel] for k, v in state1.items()}
-            sub2 = {k: v[sel] for k, v in state2.items()}
-            loss, grads = model.loss_and_grads(xb, yb, sub)
-            epoch_loss[sel] += loss.double()
-            steps[sel] += 1
-            key = tuple(sel.tolist())
-            if key not in sub_hypers:  # the same subsets recur every epoch
-                sub_hypers[key] = tuple(h.subset(sel, sub) for h in (lr, wd, mom))
-            _optimizer_step(config, sub, grads, sub1, sub2, *sub_hypers[key], factor, steps[sel])
-            for full, part in ((params, sub), (state1, sub1), (state2, sub2)):
-                for k, v in part.items():
-                    full[k][sel] = v
+                if (a, b) not in uniform_steps:
+                    block = per_epoch[a:b]
+                    uniform_steps[(a, b)] = int(block[0]) if (block == block[0]).all() else None
+                steps_per_epoch = uniform_steps[(a, b)]
+                if steps_per_epoch is not None:
+                    step: int | torch.Tensor = epoch * steps_per_epoch + t + 1
+                else:
+                    step = torch.from_numpy(per_epoch[a:b]) * epoch + t + 1
+                opt.step(a, b, grad, factor, step)
         mean_loss = (epoch_loss / n_batches).numpy()
         curve[:, epoch] = mean_loss
-        bad = (~np.isfinite(mean_loss) | (mean_loss > config.divergence_loss)) & (diverged < 0)
-        diverged[bad] = epoch + 1
+        bad_now = (~np.isfinite(mean_loss) | (mean_loss > config.divergence_loss)) & (diverged < 0)
+        diverged[bad_now] = epoch + 1
         checkpoint(epoch + 1)
         if on_epoch is not None:
             on_epoch(epoch + 1)
-    return PopulationResult(weights, metrics, curve, diverged, time.perf_counter() - start)
+
+    back = np.argsort(order)  # row of each member
+    own = model.unembed(stacked)
+    weights = torch.stack(own)[torch.from_numpy(back)] if not model.padded else [own[r] for r in back]
+    return PopulationResult(weights, {k: v[back] for k, v in metrics.items()}, curve[back], diverged[back],
+                            time.perf_counter() - start)
 
 
 def train_single(config: PopulationConfig, member: Member, task: TaskData,
@@ -383,7 +591,8 @@ def train_single(config: PopulationConfig, member: Member, task: TaskData,
     ``start_weights [n_params]`` replaces the seeded initialisation (fine-tuning).
     """
     start = time.perf_counter()
-    module = init_model(config, task, member.init_seed)
+    module = init_model(config, task, member.init_seed, member_arch_config(config, member))
+    batch_size = member_batch_size(config, member)
     if start_weights is not None:
         load_flat_weights(module, start_weights.detach().to(torch.float32), where="train_single start_weights")
     layout = layout_of(module)
@@ -424,8 +633,8 @@ def train_single(config: PopulationConfig, member: Member, task: TaskData,
             group["lr"] = member.lr * config.lr_factor(epoch)
         perm = torch.randperm(n, generator=gen)
         total, batches = 0.0, 0
-        for i in range(0, n, config.batch_size):
-            idx = perm[i:i + config.batch_size]
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
             opt.zero_grad()
             loss = F.cross_entropy(module(x_train[idx]), y_train[idx])
             loss.backward()

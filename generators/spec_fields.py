@@ -187,10 +187,31 @@ def canonical_task(value: Any) -> dict:
         raise nested(exc, "task") from None
 
 
-class Population(SpecModel):
-    """How many models train together at most (speed and memory only; not part of the spec hash)."""
+class TreePopulationSettings(SpecModel):
+    """A model tree's ``population`` field: how models train (speed only: none of it is part of the spec
+    hash, and no model's result depends on it). ``max_size``: most models per population; ``threads``:
+    torch intra-op threads while training (0: torch's default, one per core; the default 1 is measured,
+    docs/SPECS.md "Threads")."""
 
-    max_size: Int = Field(default=64, gt=0)
+    max_size: Int = Field(default=64, gt=0, description="most models per population")
+    threads: Int = Field(default=1, ge=0, description="torch intra-op threads while training (0: torch's default)")
+
+    def plan_record(self) -> dict[str, Any]:
+        """The settings the plan depends on (``threads`` only changes speed)."""
+        return self.model_dump(exclude={"threads"})
+
+
+class PopulationSettings(TreePopulationSettings):
+    """A phase grid's ``population`` field (speed only, as for trees): besides ``max_size`` and
+    ``threads``, how the planner groups the grid (:mod:`generators.planner`): ``max_padding``, the most
+    padded training FLOPs of a width bucket per real FLOP (1 forbids padding); ``max_memory_mb``, the most
+    memory a population may keep (parameters, gradients, optimiser state, checkpoints); ``grouping``,
+    ``planner`` (across the grid) or ``shape`` (one population per architecture instance, task, batch size
+    and optimiser)."""
+
+    max_padding: Number = Field(default=2.0, ge=1, description="most padded training FLOPs per real FLOP")
+    max_memory_mb: Number = Field(default=1024.0, gt=0, description="most memory (MiB) one population keeps")
+    grouping: Literal["planner", "shape"] = "planner"
 
 
 Description = Optional[Str]

@@ -43,7 +43,7 @@ from generators.spec_fields import (
     Checkpoints,
     Description,
     Optimizer,
-    Population,
+    TreePopulationSettings,
     Schedule,
     ScheduleField,
     Seeds,
@@ -298,7 +298,7 @@ class ModelTreeSchema(SpecModel):
     optimizer: Optimizer = Optimizer()
     bases: Bases
     children: Children
-    population: Population = Population()
+    population: TreePopulationSettings = TreePopulationSettings()
     splits: TreeSplits = TreeSplits()
     landscape: LandscapeField = True
     phases: PhasesField = True
@@ -381,6 +381,7 @@ class ModelTreeSpec:
     splits: dict
     raw: dict = field(default_factory=dict)
     analysis: Optional[Analysis] = None  # landscape metrics (phases need a grid)
+    population: TreePopulationSettings = field(default_factory=TreePopulationSettings)  # speed only
 
     @property
     def kind(self) -> str:
@@ -475,4 +476,4 @@ def parse_model_tree(spec: Mapping[str, Any], source: Optional[str] = None) -> M
     raw.update(analysis.record())
     return ModelTreeSpec(name, s.task, bases, base_training, s.bases.data_seed_offset, child_training, s.children.seed,
                          s.children.tasks == "shared", s.children.data_seed_offset, families, s.population.max_size,
-                         p["splits"], raw, analysis)
+                         p["splits"], raw, analysis, s.population)

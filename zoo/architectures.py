@@ -8,7 +8,14 @@ without changes. Two optional methods make more tools available:
   or channels (needed for permutation augmentation and SANE-style tokens);
 * ``population_forward(params, x)`` evaluates ``P`` models at once from stacked parameters
   ``{name: [P, *shape]}`` on ``x [P, B, *input_shape]`` and returns logits ``[P, B, n_classes]``. Without
-  it the trainer uses ``torch.func.vmap`` over ``functional_call``.
+  it the trainer uses ``torch.func.vmap`` over ``functional_call``;
+* ``forward(x, unit_masks=None)`` (with ``permutation_spec``) lets instances of different widths train
+  in one population: a narrower instance is zero-padded to a wider one's shapes and ``unit_masks[g]``
+  (``[units of group g]``, 1 for a real unit, 0 for padding) multiplies the outputs of permutation
+  group ``g``'s units after their activation, so padded units output exactly zero whatever the
+  activation (``sigmoid(0) = 0.5``) and the padded instance computes exactly the narrower one. A
+  ``population_forward`` then takes ``unit_masks`` too, as ``[P, units]`` per group. Architectures
+  without it are trained in populations of one shape (:func:`supports_unit_masks`).
 
 Not supported under the vectorised trainer: modules with buffers that change during training
 (BatchNorm running statistics) and in-place randomness that must differ per model (dropout draws are
@@ -17,6 +24,7 @@ shared across a vmapped population).
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable, Mapping, Sequence
 
@@ -51,6 +59,25 @@ def build_architecture(
         return builder(tuple(int(s) for s in input_shape), int(n_classes), **dict(config or {}))
     except TypeError as exc:
         raise SpecError(f"architecture {name!r}: bad config {dict(config or {})}: {exc}") from exc
+
+
+def supports_unit_masks(module: nn.Module) -> bool:
+    """Whether ``module`` declares its units (``permutation_spec``) and its ``forward`` takes
+    ``unit_masks`` (see the module docstring): the condition for zero-padding it to a wider instance."""
+    return hasattr(module, "permutation_spec") and "unit_masks" in inspect.signature(module.forward).parameters
+
+
+def _masked(h: torch.Tensor, mask: torch.Tensor | None, axis: int = -1) -> torch.Tensor:
+    """``h`` with its unit axis ``axis`` multiplied by ``mask [units]`` (unchanged when ``mask`` is None)."""
+    if mask is None:
+        return h
+    shape = [1] * h.dim()
+    shape[axis] = mask.shape[-1]
+    return h * mask.reshape(shape)
+
+
+def _group_mask(unit_masks: Sequence[torch.Tensor] | None, g: int) -> torch.Tensor | None:
+    return None if unit_masks is None else unit_masks[g]
 
 
 def layout_of(module: nn.Module) -> ParamLayout:
@@ -131,12 +158,12 @@ class MLP(nn.Module):
         dims = [self.in_features] + [int(width)] * int(depth) + [int(n_classes)]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, unit_masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         h = x.reshape(x.shape[0], -1)
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if i < len(self.layers) - 1:
-                h = self.act(h)
+                h = _masked(self.act(h), _group_mask(unit_masks, i))
         return h
 
     def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
@@ -148,41 +175,65 @@ class MLP(nn.Module):
         """Whether :meth:`population_loss_and_grads` supports this MLP's activation."""
         return self.act_name in DERIVATIVE_FROM_OUTPUT
 
-    def population_loss_and_grads(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    def population_loss_and_grads(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                                  unit_masks: Sequence[torch.Tensor] | None = None,
+                                  sample_weights: torch.Tensor | None = None
                                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean cross-entropy ``[P]`` of P MLPs on their own batches ``x [P, B, ...]``, ``y [P, B]``, and
         its gradients ``{name: [P, *shape]}``, with a hand-written backward pass (batched matmuls only;
-        about 10% faster than autograd for small MLPs, equal to it up to float rounding)."""
+        about 10% faster than autograd for small MLPs, equal to it up to float rounding).
+        ``unit_masks[i] [P, width_i]`` masks hidden layer ``i``'s units (zero-padded members);
+        ``sample_weights [P, B]`` replaces the mean over the batch by a weighted sum (a member's
+        batch padded to ``B`` examples: ``1 / its length`` on its examples, 0 on the padding)."""
         n = len(self.layers)
         b = y.shape[1]
+        masks = [None] * (n - 1) if unit_masks is None else [m.unsqueeze(1) for m in unit_masks]
         acts = [x.reshape(x.shape[0], b, -1)]
-        for i in range(n):
-            z = torch.baddbmm(params[f"layers.{i}.bias"].unsqueeze(1), acts[-1],
-                              params[f"layers.{i}.weight"].transpose(1, 2))
-            acts.append(self.act(z) if i < n - 1 else z)
-        logp = torch.log_softmax(acts[-1], dim=-1)
-        target = y.unsqueeze(-1)
-        loss = -logp.gather(-1, target).squeeze(-1).mean(1)
-        g = logp.exp_()  # softmax, then minus one-hot, over the batch size: d(mean CE)/d(logits)
-        g.scatter_add_(-1, target, torch.full_like(target, -1, dtype=g.dtype)).div_(b)
+        for i in range(n - 1):
+            z = self.act(torch.baddbmm(params[f"layers.{i}.bias"].unsqueeze(1), acts[-1],
+                                       params[f"layers.{i}.weight"].transpose(1, 2)))
+            if masks[i] is not None:
+                z = z.mul_(masks[i])
+            acts.append(z)
+        # the output layer class-major, [P, C, B]: torch's CPU log_softmax over an innermost axis of ~10
+        # classes is several times slower than over an outer one
+        out = f"layers.{n - 1}"
+        logp = torch.log_softmax(torch.baddbmm(params[f"{out}.bias"].unsqueeze(2), params[f"{out}.weight"],
+                                               acts[-1].transpose(1, 2)), dim=1)
+        target = y.unsqueeze(1)
+        nll = logp.gather(1, target).squeeze(1)
+        g_out = logp.exp_()  # softmax, then minus one-hot, over the batch size: d(mean CE)/d(logits)
+        g_out.scatter_add_(1, target, torch.full_like(target, -1, dtype=g_out.dtype))
+        if sample_weights is None:
+            loss = -nll.mean(1)
+            g_out.div_(b)
+        else:
+            loss = -(nll * sample_weights).sum(1)
+            g_out.mul_(sample_weights.unsqueeze(1))
         deriv = DERIVATIVE_FROM_OUTPUT[self.act_name]
-        grads: dict[str, torch.Tensor] = {}
+        grads: dict[str, torch.Tensor] = {f"{out}.weight": torch.bmm(g_out, acts[n - 1]), f"{out}.bias": g_out.sum(2)}
+        g = g_out.transpose(1, 2)  # [P, B, C]
         for i in range(n - 1, -1, -1):
-            grads[f"layers.{i}.weight"] = torch.bmm(g.transpose(1, 2), acts[i])
-            grads[f"layers.{i}.bias"] = g.sum(1)
+            if i < n - 1:
+                grads[f"layers.{i}.weight"] = torch.bmm(g.transpose(1, 2), acts[i])
+                grads[f"layers.{i}.bias"] = g.sum(1)
             if i > 0:
                 g = torch.bmm(g, params[f"layers.{i}.weight"]).mul_(deriv(acts[i]))
+                if masks[i - 1] is not None:
+                    g = g.mul_(masks[i - 1])
         return loss, grads
 
     def population_forward(self, params: Mapping[str, torch.Tensor], x: torch.Tensor,
-                           shared: bool = False) -> torch.Tensor:
+                           shared: bool = False, unit_masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Logits ``[P, B, n_classes]`` of P MLPs with stacked ``params`` on ``x [P, B, ...]`` (or, with
-        ``shared``, one input ``[B, ...]`` for all members).
+        ``shared``, one input ``[B, ...]`` for all members); ``unit_masks[i] [P, width_i]`` masks hidden
+        layer ``i``'s units (zero-padded members).
 
         Batched matrix products (``baddbmm``): one kernel per layer for the whole population; a shared
         input goes through the first layer as a single ``[B, in] @ [in, P * out]`` product.
         """
         n = len(self.layers)
+        masks = [None] * (n - 1) if unit_masks is None else [m.unsqueeze(1) for m in unit_masks]
         w0, b0 = params["layers.0.weight"], params["layers.0.bias"]
         if shared:
             P, out_f, in_f = w0.shape
@@ -192,7 +243,10 @@ class MLP(nn.Module):
             h = torch.baddbmm(b0.unsqueeze(1), x.reshape(x.shape[0], x.shape[1], -1), w0.transpose(1, 2))
         for i in range(1, n):
             w, b = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
-            h = torch.baddbmm(b.unsqueeze(1), self.act(h), w.transpose(1, 2))
+            a = self.act(h)
+            if masks[i - 1] is not None:
+                a = a * masks[i - 1]  # not in place: autograd keeps the activation's output
+            h = torch.baddbmm(b.unsqueeze(1), a, w.transpose(1, 2))
         return h
 
 
@@ -226,10 +280,10 @@ class CNN1D(nn.Module):
         self.out_length = length
         self.head = nn.Linear(c_in * length, int(n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, unit_masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         h = x.reshape(x.shape[0], self.in_channels, -1)
-        for conv in self.convs:
-            h = self.act(conv(h))
+        for g, conv in enumerate(self.convs):
+            h = _masked(self.act(conv(h)), _group_mask(unit_masks, g), axis=1)
         return self.head(h.flatten(1))
 
     def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
@@ -286,16 +340,18 @@ class CNN2D(nn.Module):
         self.fc1 = nn.Linear(c * h * w, int(hidden))
         self.fc2 = nn.Linear(int(hidden), int(n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, unit_masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         h = x.reshape(x.shape[0], *self.input_shape)
-        for conv, p in zip(self.convs, self.pools):
+        for g, (conv, p) in enumerate(zip(self.convs, self.pools)):
             h = conv(h)
             if self.pool_first and p > 1:
                 h = F.max_pool2d(h, p)
             h = self.act(h)
             if not self.pool_first and p > 1:
                 h = F.max_pool2d(h, p)
-        return self.fc2(self.act(self.fc1(h.flatten(1))))
+            h = _masked(h, _group_mask(unit_masks, g), axis=1)
+        h = _masked(self.act(self.fc1(h.flatten(1))), _group_mask(unit_masks, len(self.convs)))
+        return self.fc2(h)
 
     def permutation_spec(self) -> tuple[dict[str, list[PermAxis]], list[int]]:
         n = len(self.convs)

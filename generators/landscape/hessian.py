@@ -74,7 +74,12 @@ class PopulationHVP:
     def subset(self, members: Sequence[int]) -> "PopulationHVP":
         """The same operator for some of the members only (fewer products once most have stopped)."""
         idx = torch.as_tensor(list(members), dtype=torch.long)
-        return PopulationHVP(self.model, self.layout, self.flat[idx], self.x, self.y, self.batch_size)
+        return PopulationHVP(_rows(self.model, idx), self.layout, self.flat[idx], self.x, self.y, self.batch_size)
+
+
+def _rows(model: PopulationModel, rows: slice | torch.Tensor) -> PopulationModel:
+    """The population function of some members (their unit masks) when members are padded."""
+    return model.select(rows) if model.padded else model
 
 
 def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -114,8 +119,9 @@ def top_eigenvalue(hvp: PopulationHVP, model_ids: Sequence[int], *, iters: int =
     relative change of the estimate is below ``tol``.
     """
     P, n = hvp.n_members, hvp.flat.shape[1]
-    v = torch.stack([torch.randn(n, generator=member_generator(seed, m, STREAM_POWER)) for m in model_ids])
-    v = v.to(hvp.flat.dtype)
+    sizes = hvp.model.member_sizes if hvp.model.padded else [n] * P  # drawn at each member's own size
+    v = hvp.model.embed([torch.randn(k, generator=member_generator(seed, m, STREAM_POWER))
+                         for m, k in zip(model_ids, sizes)]).to(hvp.flat.dtype)
     v /= v.norm(dim=1, keepdim=True)
     eig = torch.full((P,), float("nan"), dtype=torch.float64)
     used = np.zeros(P, dtype=np.int64)
@@ -161,7 +167,11 @@ def hutchinson_trace(hvp: PopulationHVP, model_ids: Sequence[int], *, max_vector
         # every active member draws its next vector (inactive ones keep their generator state untouched)
         v = torch.zeros(P, n, dtype=hvp.flat.dtype)
         for p in np.flatnonzero(state.active):
-            v[p] = torch.randint(0, 2, (n,), generator=gens[p]).to(v.dtype) * 2 - 1
+            if hvp.model.padded:  # drawn at the member's own size, zero in its padding
+                index = hvp.model.member_index[p]
+                v[p, index] = torch.randint(0, 2, (len(index),), generator=gens[p]).to(v.dtype) * 2 - 1
+            else:
+                v[p] = torch.randint(0, 2, (n,), generator=gens[p]).to(v.dtype) * 2 - 1
         rows, live, hv = state.apply(v)
         vhv = _rowdot(v[rows], hv)
         upd = rows[live]
@@ -210,7 +220,7 @@ def hessian_metrics(model: PopulationModel, layout: ParamLayout, flat: torch.Ten
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, len(ids), size):
         stop = start + size
-        hvp = PopulationHVP(model, layout, flat[start:stop], x, y, batch_size)
+        hvp = PopulationHVP(_rows(model, slice(start, stop)), layout, flat[start:stop], x, y, batch_size)
         eig, n_power = top_eigenvalue(hvp, ids[start:stop], iters=iters, tol=tol, seed=seed)
         trace, trace_se, n_vec = hutchinson_trace(hvp, ids[start:stop], max_vectors=trace_vectors, tol=trace_tol,
                                                   seed=seed, min_vectors=trace_min_vectors)

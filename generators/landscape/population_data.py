@@ -48,12 +48,33 @@ def member_generator(seed: int, key: int | Sequence[int], stream: int) -> torch.
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def population_of(z: Zoo, ids: Sequence[int], checkpoint: int) -> tuple[PopulationModel, ParamLayout, torch.Tensor]:
-    """The population function of ``ids`` (one architecture), its layout and their stored weights
-    ``[len(ids), n_params]`` at checkpoint index ``checkpoint``."""
-    flat = z.weights(list(ids), checkpoint)  # checks that the ids share one architecture
-    model = PopulationModel([z.empty_model(int(ids[0]))])
-    return model, model.layout, flat
+def stored_weights(z: Zoo, ids: Sequence[int], checkpoint: int, arch_keys: Sequence[str]) -> list[torch.Tensor]:
+    """Each model's stored flat weights ``[n_params_j]`` at checkpoint index ``checkpoint``, in the
+    order of ``ids`` (``arch_keys``: their architecture keys; read one architecture at a time)."""
+    keys = [str(k) for k in arch_keys]
+    out: list[torch.Tensor | None] = [None] * len(ids)
+    for key in dict.fromkeys(keys):
+        rows = [r for r, k in enumerate(keys) if k == key]
+        for r, w in zip(rows, z.weights([int(ids[r]) for r in rows], checkpoint)):
+            out[r] = w
+    return out  # type: ignore[return-value]
+
+
+def population_of(z: Zoo, ids: Sequence[int], checkpoint: int, arch_keys: Sequence[str] | None = None
+                  ) -> tuple[PopulationModel, ParamLayout, torch.Tensor]:
+    """The population function of ``ids``, its layout and their stored weights ``[len(ids), n_params]``
+    at checkpoint index ``checkpoint``. With ``arch_keys`` (the models' architecture keys), models of
+    one architecture family with different widths are zero-padded to the widest
+    (:mod:`generators.padding`; the model's unit masks keep every member's function, gradients and
+    Hessian its own); without, the models must share one architecture."""
+    keys = [str(k) for k in arch_keys] if arch_keys is not None else []
+    if len(set(keys)) <= 1:
+        flat = z.weights(list(ids), checkpoint)
+        model = PopulationModel([z.empty_model(int(ids[0]))])
+        return model, model.layout, flat
+    modules = {key: z.empty_model(int(ids[keys.index(key)])) for key in dict.fromkeys(keys)}
+    model = PopulationModel([modules[k] for k in keys], stored_weights(z, ids, checkpoint, keys))
+    return model, model.layout, model.flat_params
 
 
 def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """Compute the landscape metrics of a store's complete models and write them into it.
 
-:func:`compute_landscape` groups the ``ok`` models by architecture and task, processes each group as
-a population (chunks of ``max_population``), and writes every value with the settings that produced
-it. It is resumable: a model whose value already exists with the same settings and checkpoint is
+:func:`compute_landscape` groups the ``ok`` models as they were trained -- by the populations of the
+zoo's stored plan (``attrs["plan"]``: widths padded together, :mod:`generators.planner`), split by
+task; by architecture and task for models the plan does not cover -- processes each group as a
+population (chunks of ``max_population``), and writes every value with the settings that produced
+it. Every value depends only on the model (or pair), never on its group. It is resumable: a model whose value already exists with the same settings and checkpoint is
 skipped, and pair values already stored are kept, so a rerun after an interruption finishes the job
 (values that came out NaN are retried). A chunk that fails is recomputed one model (or pair) at a
 time; a model whose metric still fails gets NaN, and the rest goes on. Diverged and failed models
@@ -32,7 +34,7 @@ from generators.landscape.connectivity import curve_values, linear_barrier, mc_f
 from generators.landscape.hessian import hessian_metrics
 from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_NAMES
 from generators.landscape.pairs import cell_pairs
-from generators.landscape.population_data import fixed_batch, population_of
+from generators.landscape.population_data import fixed_batch, population_of, stored_weights
 from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
 from generators.landscape.spectra import ALPHA_REASONS, SPREAD_TOL, layer_alpha_fits, n_weight_layers
 from generators.population import PopulationModel
@@ -81,11 +83,16 @@ def _robust(fn: Callable[[list], Values], items: list, shapes: Mapping[str, tupl
 class _Run:
     """State of one :func:`compute_landscape` call."""
 
-    def __init__(self, z: Zoo, settings: LandscapeSettings, checkpoint: int) -> None:
+    def __init__(self, z: Zoo, settings: LandscapeSettings, checkpoint: int, planned: pd.DataFrame) -> None:
         self.z, self.s, self.c = z, settings, checkpoint
         self.tally = {f: _Tally() for f in settings.metrics}
         self.tables: dict[str, dict[tuple[int, int], np.ndarray]] = {}
         self.n_layers = max(n_weight_layers(z.layout(k)) for k in z.architectures)
+        self.arch_key = dict(zip(planned["model_id"].astype(int), planned["arch_key"].astype(str)))
+
+    def population(self, ids: Sequence[int]) -> tuple[PopulationModel, Any, torch.Tensor]:
+        """:func:`population_of` ``ids`` at this run's checkpoint (widths padded together)."""
+        return population_of(self.z, ids, self.c, [self.arch_key[int(i)] for i in ids])
 
     def _shapes(self, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
         """Shape of one model's (or pair's) value of each name."""
@@ -145,7 +152,7 @@ class _Run:
 
     def _hessian(self, ids: list[int], task: TaskData) -> Values:
         h = self.s.hessian
-        model, layout, flat = population_of(self.z, ids, self.c)
+        model, layout, flat = self.population(ids)
         out: Values = {}
         for split, n in (("train", h.n_train), ("test", h.n_test)):
             x, y = fixed_batch(task, split, n, h.sample_rule, h.sample_seed)
@@ -160,15 +167,17 @@ class _Run:
 
     def _alpha(self, ids: list[int], task: TaskData) -> Values:
         a = self.s.alpha
-        flat = self.z.weights(ids, self.c)
-        per_layer, reasons = layer_alpha_fits(
-            self.z.layout(self.z.arch_of(ids[:1])), flat, min_eigs=a.min_eigs, min_tail=a.min_tail,
-            zero_tol=a.zero_tol, farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows,
-            farms_windows=a.farms_windows)
         padded = np.full((len(ids), self.n_layers), np.nan)
-        padded[:, :per_layer.shape[1]] = per_layer
         why = np.full((len(ids), self.n_layers), np.nan)
-        why[:, :reasons.shape[1]] = reasons
+        keys = np.array([self.arch_key[int(i)] for i in ids])
+        for key in dict.fromkeys(keys):  # spectra of each architecture's own (unpadded) matrices
+            rows = np.flatnonzero(keys == key)
+            flat = self.z.weights([ids[r] for r in rows], self.c)
+            per_layer, reasons = layer_alpha_fits(
+                self.z.layout(key), flat, min_eigs=a.min_eigs, min_tail=a.min_tail, zero_tol=a.zero_tol,
+                farms=a.farms, farms_q=a.farms_q, farms_rows=a.farms_rows, farms_windows=a.farms_windows)
+            padded[rows, :per_layer.shape[1]] = per_layer
+            why[rows, :reasons.shape[1]] = reasons
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: mean is NaN
             mean = np.nanmean(padded, axis=1)
@@ -233,15 +242,16 @@ class _Run:
                 self.z.write_landscape(name, have, means)
 
     def _endpoints(self, pairs: list[tuple[int, int]]) -> tuple[PopulationModel, Any, torch.Tensor, torch.Tensor]:
-        model, layout, a = population_of(self.z, [p[0] for p in pairs], self.c)
-        b = self.z.weights([p[1] for p in pairs], self.c)
+        model, layout, a = self.population([p[0] for p in pairs])
+        second = [p[1] for p in pairs]  # a pair shares its cell's width
+        b = model.embed(stored_weights(self.z, second, self.c, [self.arch_key[i] for i in second]))
         return model, layout, a, b
 
     def _cka(self, pairs: list[tuple[int, int]], task: TaskData) -> Values:
         s = self.s.cka
         x, _ = fixed_batch(task, s.split, s.n_samples, s.sample_rule, s.sample_seed)
         ids = sorted({i for p in pairs for i in p})
-        model, layout, flat = population_of(self.z, ids, self.c)
+        model, layout, flat = self.population(ids)
         with torch.no_grad():
             logits = model.logits(layout.unflatten(flat), x, shared=True)
         row = {m: k for k, m in enumerate(ids)}
@@ -269,6 +279,25 @@ class _Run:
         loss, err, ts = curve_values(model, layout, a, 0.5 * (a + b), b, x, y, self.s.mc.n_points)
         return {"barrier_loss": linear_barrier(loss, ts), "barrier_error": linear_barrier(err, ts),
                 "barrier_loss_curve": loss, "barrier_error_curve": err}
+
+
+def _training_groups(z: Zoo, rows: pd.DataFrame) -> pd.Series:
+    """A group label per row of the models table: its population in the zoo's stored plan (``plan k``),
+    else its architecture key. All models of a grid cell share the label of the cell's first model, so
+    that every seed pair of the cell is in one group (a plan may cut a cell between populations)."""
+    plan = z.meta.get("plan")
+    population = {}
+    if isinstance(plan, Mapping):
+        for k, p in enumerate(plan.get("populations", [])):
+            for i in p["model_ids"]:
+                population[int(i)] = f"plan {k:04d}"
+    labels = pd.Series([population.get(int(i), str(a)) for i, a in zip(rows["model_id"], rows["arch_key"])],
+                       index=rows.index, name="group")
+    if "grid_cell" in rows.columns:
+        first = rows.sort_values("model_id").groupby("grid_cell")["model_id"].transform("first")
+        by_id = dict(zip(rows["model_id"], labels))
+        labels = pd.Series([by_id[int(i)] for i in first.reindex(rows.index)], index=rows.index, name="group")
+    return labels
 
 
 @locks_store("z")  # one writer per store (zoo.lock); re-entrant inside 'weightzoo generate'
@@ -313,7 +342,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         pair_families = []
 
     bar = tqdm(total=len(ok), desc="landscape metrics", unit="model", disable=not progress or not ok)
-    run = _Run(z, s, c)
+    run = _Run(z, s, c, planned)
     run.declare([f for f in s.metrics if f not in PAIR_FAMILIES or f in pair_families])
     tasks: dict[str, TaskData] = {}
     threads = torch.get_num_threads()
@@ -321,12 +350,12 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         torch.set_num_threads(s.threads)
     try:
         rows = planned[planned["model_id"].isin(ok)]
-        for (arch_key, task_key), group in rows.groupby(["arch_key", "task"], sort=True):
+        for (label, task_key), group in rows.groupby([_training_groups(z, rows), "task"], sort=True):
             if task_key not in tasks:
                 tasks[task_key] = build_task(z.tasks[task_key])
             ids = sorted(int(i) for i in group["model_id"])
             for family in s.metrics:
-                bar.set_postfix_str(f"{arch_key}: {family}")
+                bar.set_postfix_str(f"{label}: {family}")
                 if family in ("hessian", "alpha"):
                     run.per_model(family, ids, tasks[task_key])
                 elif family in pair_families:

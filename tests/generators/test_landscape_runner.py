@@ -9,8 +9,12 @@ import pytest
 import zoo
 from weightzoo.cli import main
 from zoo.store import create_zoo
+from generators.driver import pending_populations
 from generators.landscape import QUICK, compute_landscape
 from generators.landscape import runner as runner_module
+from generators.spec import load_spec
+
+from conftest import TINY_SPEC
 
 ALL_NAMES = ["hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test",
              "hessian_trace_train_se", "hessian_trace_test_se", "alpha", "alpha_layers", "alpha_reason", "cka",
@@ -68,6 +72,9 @@ def test_an_interrupted_run_resumes_to_the_same_values(tiny_zoo_path, tmp_path, 
     full, cut = tmp_path / "full.zarr", tmp_path / "cut.zarr"
     shutil.copytree(tiny_zoo_path, full)
     shutil.copytree(tiny_zoo_path, cut)
+    two = load_spec(dict(TINY_SPEC, population={"max_size": 4}))  # metrics follow the plan: two populations
+    for path in (full, cut):
+        pending_populations(zoo.open(path, mode="r+"), two)
     compute_landscape(zoo.open(full, mode="r+"), settings, progress=False)
 
     real, calls = runner_module.hessian_metrics, []

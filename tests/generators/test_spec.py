@@ -15,7 +15,7 @@ def _spec(tiny_spec, **changes):
 def test_shipped_specs_are_valid():
     demo = load_spec("demo")
     assert demo.load.param == "width" and demo.temperature.param == "batch_size"
-    assert len(demo.load.values) * len(demo.temperature.values) * len(demo.seeds) == 32
+    assert len(demo.load.values) * len(demo.temperature.values) * len(demo.seeds) == 48
     assert demo.checkpoint_epochs[0] == 0 and demo.checkpoint_epochs[-1] == demo.epochs
     load_spec("demo_quick")
 

@@ -7,9 +7,16 @@ from pathlib import Path
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from generators.driver import generate
+    from generators.driver import describe_plan, generate
     from generators.report import print_summary
 
+    if args.plan:
+        from rich.console import Console
+
+        console = Console()
+        console.width = max(console.width, 120)  # the plan table is wide; a pipe would wrap it at 80
+        console.print(describe_plan(args.spec, args.out))
+        return 0
     z = generate(args.spec, args.out, backend=args.backend, address=args.address, progress=not args.quiet,
                  wait=args.wait)
     print_summary(z)
@@ -45,4 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true",
                    help="if another command is writing the store, wait for it to finish instead of exiting (code 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="print the populations, their sizes and estimated cost without training (for an existing "
+                        "--out: the stored plan's pending populations)")
     p.set_defaults(func=_cmd_generate)
