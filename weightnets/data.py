@@ -4,7 +4,7 @@ One data module serves ProbeX, Dense, StatNN, NFN and any later learner: it open
 a catalog name through :func:`zoo.load`), keeps the ``ok`` models a pandas query selects, splits them by
 a split stored in the zoo, reads the weights of one or several checkpoints, builds the targets and serves
 batches in the learner's *view*, streamed through :class:`zoo.ZooBatchLoader` (blocks of models per read,
-shuffled in a bounded buffer). Relies on Lightning (``LightningDataModule``), pandas (``select``) and
+shuffled in a bounded buffer), or read once and served from memory with ``cache=True``. Relies on Lightning (``LightningDataModule``), pandas (``select``) and
 :mod:`zoo` / :mod:`kernels` (datasets, normalisation, permutation augmentation, StatNN statistics).
 
 **Targets** (``target``): any column of the models table (a number: regression; text, a category or a
@@ -147,6 +147,30 @@ class _Part:
     position: np.ndarray       # model id -> index into targets (-1 elsewhere)
 
 
+class MemoryBatches:
+    """Batches ``(raw weights [B, n_params], model ids [B])`` of weights held in memory (``cache=True``),
+    in a seeded order that changes every epoch; the interface of :class:`zoo.ZooBatchLoader`."""
+
+    def __init__(self, data: tuple[torch.Tensor, torch.Tensor], batch_size: int, shuffle: bool, seed: int) -> None:
+        self.weights, self.ids = data
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.ids) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.ids)
+        order = (torch.from_numpy(np.random.default_rng((self.seed, self.epoch)).permutation(n)) if self.shuffle
+                 else torch.arange(n))
+        for i in range(0, n, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield self.weights.index_select(0, idx), self.ids.index_select(0, idx)
+        self.epoch += 1
+
+
 class ZooBatches:
     """Batches of several :class:`zoo.ZooBatchLoader` s (one per architecture and checkpoint) as dicts.
 
@@ -164,8 +188,12 @@ class ZooBatches:
         for i, part in enumerate(parts):
             self.augments.append(PermutationAugment(module.spec.layouts[part.arch], p=augment, seed=self.seed * 1000 + i)
                                  if augment > 0 else None)
-            self.loaders.append(zoo.ZooBatchLoader(part.dataset, batch_size=module.batch_size, shuffle=shuffle,
-                                                   seed=self.seed * 1000 + i))
+            if module.cache:
+                self.loaders.append(MemoryBatches(module.cached(part), module.batch_size, shuffle,
+                                                  seed=self.seed * 1000 + i))
+            else:
+                self.loaders.append(zoo.ZooBatchLoader(part.dataset, batch_size=module.batch_size, shuffle=shuffle,
+                                                       seed=self.seed * 1000 + i))
 
     def __len__(self) -> int:
         return sum(len(loader) for loader in self.loaders)
@@ -202,6 +230,8 @@ class ZooDataModule(LightningDataModule):
         group_by: a column whose values group the models (``tree_id``: the model trees); ``"auto"`` uses
             ``tree_id`` in a model-tree zoo, none otherwise.
         batch_size: models per batch. seed: the shuffle and augmentation seed.
+        cache: read the selected weights once and serve every epoch from memory (for zoos that fit in
+            memory: saves Zarr's per-chunk cost on every epoch); False streams every epoch from the store.
 
     Raises (when the data is first used: ``setup``, ``spec`` or a loader, so ``weightzoo fit`` reports it
     as one line):
@@ -215,7 +245,7 @@ class ZooDataModule(LightningDataModule):
     def __init__(self, store: str, select: str | None = None, split: str = "default",
                  checkpoint: int | list[int] | str = -1, target: str | list[str] = "test_acc",
                  target_kind: str = "auto", view: str = "flat", normalize: bool = True, augment: float = 0.0,
-                 group_by: str | None = "auto", batch_size: int = 64, seed: int = 0) -> None:
+                 group_by: str | None = "auto", batch_size: int = 64, seed: int = 0, cache: bool = False) -> None:
         super().__init__()
         self.store = str(store)
         self.select = select
@@ -229,6 +259,8 @@ class ZooDataModule(LightningDataModule):
         self.group_by = group_by
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.cache = bool(cache)
+        self._memory: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._spec: DataSpec | None = None
         self.weight_stats: dict[str, NormStats] = {}
         self.feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -542,6 +574,16 @@ class ZooDataModule(LightningDataModule):
         return {"x": x, "y": part.targets[pos], "model_id": ids.to(torch.int64),
                 "checkpoint": torch.full((len(ids),), part.checkpoint, dtype=torch.int64),
                 "group": part.groups[pos], "arch": part.arch}
+
+    def cached(self, part: _Part) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(raw weights [n, n_params], model ids [n])`` of a part, read once (``cache=True``)."""
+        key = id(part)
+        if key not in self._memory:
+            ds = part.dataset
+            ids = ds.model_ids.astype(np.int64)
+            raw = self.z.read_rows(part.arch, ds.rows, part.checkpoint, model_ids=ids, status=self.z.status_codes(ids))
+            self._memory[key] = (raw, torch.from_numpy(ids))
+        return self._memory[key]
 
     def split_models(self, split: str) -> pd.DataFrame:
         """The selected models of one split part (rows of the models table plus ``split_part`` and ``group``)."""
