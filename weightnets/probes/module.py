@@ -412,8 +412,9 @@ class StatNNBoosting(WeightLearner):
     """StatNN with gradient-boosted trees: the statistics into scikit-learn's
     ``HistGradientBoostingClassifier`` (classes, one per label for class sets) or ``...Regressor``.
 
-    Fitted once, on every training example, at the end of the first training epoch (use
-    ``trainer.max_epochs: 1``); nothing is trained by gradient. ``trained_params`` is an upper bound on the
+    Fitted once, on every training example, at the last batch of the first training epoch (use
+    ``trainer.max_epochs: 1``); nothing is trained by gradient. The fit counts as one optimiser step (of
+    a placeholder optimiser over no trainable values) so that Lightning's checkpointing saves it. ``trained_params`` is an upper bound on the
     fitted numbers of the trees (:meth:`BoostedTrees.max_nodes`). Args: ``tensors`` as :class:`StatNN`;
     the rest are scikit-learn's parameters.
     """
@@ -425,6 +426,7 @@ class StatNNBoosting(WeightLearner):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.tensors = tensors
+        self.step_marker = nn.Parameter(torch.zeros(()), requires_grad=False)
         self.boosted: BoostedTrees | None = None
         self._x: list[np.ndarray] = []
         self._y: list[np.ndarray] = []
@@ -443,6 +445,9 @@ class StatNNBoosting(WeightLearner):
         if self.boosted is None:
             self._x.append(self.features(batch))
             self._y.append(batch["y"].cpu().numpy())
+            if batch_idx == self.trainer.num_training_batches - 1:
+                self._fit()
+                self.optimizers().step()  # counts the fit as a step: checkpoints are saved after steps only
         return None
 
     def _fit(self) -> None:
@@ -496,7 +501,7 @@ class StatNNBoosting(WeightLearner):
         return self.boosted.max_nodes() if self.boosted is not None else 0
 
     def configure_optimizers(self):
-        return None
+        return torch.optim.SGD([self.step_marker], lr=0.0)
 
 
 # ---------------------------------------------------------------------------- NFN
