@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.errors import ZooError
-from zoo.format import STATUS_CODES
+from zoo.format import STATUS_CODES, STATUS_NAMES
 from zoo.normalization import NormStats, compute_norm_stats, normalize
 from zoo.store import Zoo
 from zoo.tokens import token_map, tokenize
@@ -84,7 +84,10 @@ class ZooDataset(Dataset):
         self.view = view
         self.transform = transform
         self.checkpoint = z.checkpoint_index(checkpoint, epoch)
-        models = z.models
+        if target is None:  # no targets: the planned table and the status suffice (no metrics or records read)
+            models = z._planned.assign(status=[STATUS_NAMES.get(int(c), "unknown") for c in z.status_codes()])
+        else:
+            models = z.models
         keep = models["status"].isin(["ok", "diverged"] if include_diverged else ["ok"])
         if split != "all":
             keep &= models["model_id"].isin(set(z.split_ids(split, split_name).tolist()))
