@@ -137,14 +137,17 @@ class DataSpec:
 
 @dataclass
 class _Part:
-    """The examples of one split, architecture and checkpoint: a ZooDataset and the targets of its models."""
+    """The examples of one split, architecture and checkpoint: model ids, their rows in the weights array,
+    targets and groups (aligned, sorted by model id)."""
 
     arch: str
     checkpoint: int
-    dataset: zoo.ZooDataset
-    targets: torch.Tensor      # [n_models_in_part, ...] aligned with dataset.model_ids
-    groups: torch.Tensor       # [n_models_in_part] int64
+    ids: np.ndarray            # [n] int64 model ids, sorted
+    rows: np.ndarray           # [n] int64 rows of weights/<arch>
+    targets: torch.Tensor      # [n, ...]
+    groups: torch.Tensor       # [n] int64
     position: np.ndarray       # model id -> index into targets (-1 elsewhere)
+    dataset: zoo.ZooDataset | None = None  # made when first streamed
 
 
 class MemoryBatches:
@@ -192,8 +195,10 @@ class ZooBatches:
                 self.loaders.append(MemoryBatches(module.cached(part), module.batch_size, shuffle,
                                                   seed=self.seed * 1000 + i))
             else:
-                self.loaders.append(zoo.ZooBatchLoader(part.dataset, batch_size=module.batch_size, shuffle=shuffle,
-                                                       seed=self.seed * 1000 + i))
+                self.loaders.append(zoo.ZooBatchLoader(module.dataset(part), batch_size=module.batch_size,
+                                                       shuffle=shuffle, seed=self.seed * 1000 + i))
+        # the statistics of a cached part are computed once (they do not change under permutations)
+        self.precomputed = module.cache and module.view == "stats"
 
     def __len__(self) -> int:
         return sum(len(loader) for loader in self.loaders)
@@ -206,6 +211,9 @@ class ZooBatches:
         iterators = [iter(loader) for loader in self.loaders]
         for i in order:
             raw, ids = next(iterators[int(i)])
+            if self.precomputed:
+                yield self.module.make_batch(self.parts[int(i)], None, ids, stats=raw)
+                continue
             if self.augments[int(i)] is not None:
                 raw = self.augments[int(i)](raw)
             yield self.module.make_batch(self.parts[int(i)], raw, ids)
@@ -511,11 +519,8 @@ class ZooDataModule(LightningDataModule):
                     keep = np.flatnonzero(mask & self.present[:, j])
                     if len(keep) == 0:
                         continue
-                    ids = sel["model_id"].to_numpy()[keep]
-                    ds = zoo.ZooDataset(self.z, split="all", checkpoint=c, target=None, view="flat", arch=arch,
-                                        ids=ids)
-                    order = np.searchsorted(ids, ds.model_ids)  # dataset order -> rows of keep
-                    rows = keep[order]
+                    rows = keep  # selected is sorted by model id
+                    ids = sel["model_id"].to_numpy()[rows].astype(np.int64)
                     if kind == "multiclass":
                         y = torch.tensor([self.categories.index(v) for v in self.values[rows, j]], dtype=torch.int64)
                     else:
@@ -523,9 +528,10 @@ class ZooDataModule(LightningDataModule):
                         if y.shape[1] == 1 and kind == "regression":
                             y = y[:, 0]
                     position = np.full(self.z.n_models, -1, dtype=np.int64)
-                    position[ds.model_ids] = np.arange(len(ds.model_ids))
+                    position[ids] = np.arange(len(ids))
                     groups = torch.from_numpy(sel["group"].to_numpy()[rows].astype(np.int64))
-                    parts[s].append(_Part(arch, c, ds, y, groups, position))
+                    arch_rows = sel["arch_row"].to_numpy()[rows].astype(np.int64)
+                    parts[s].append(_Part(arch, c, ids, arch_rows, y, groups, position))
         self._parts = parts
 
     def loader(self, split: str, *, shuffle: bool | None = None, augment: bool | None = None) -> ZooBatches:
@@ -554,11 +560,13 @@ class ZooDataModule(LightningDataModule):
         return self.loader("test")
 
     # ------------------------------------------------------------------ batches
-    def make_batch(self, part: _Part, raw: torch.Tensor, ids: torch.Tensor) -> dict[str, Any]:
-        """The batch dict of models ``ids [B]`` of ``part`` from their (augmented) raw weights ``raw [B, n_params]``."""
+    def make_batch(self, part: _Part, raw: torch.Tensor | None, ids: torch.Tensor,
+                   stats: torch.Tensor | None = None) -> dict[str, Any]:
+        """The batch dict of models ``ids [B]`` of ``part`` from their (augmented) raw weights ``raw [B, n_params]``
+        (or, for the ``stats`` view, their precomputed statistics ``stats [B, n_tensors, 7]``)."""
         layout = self.spec.layouts[part.arch]
         if self.view == "stats":
-            x: Any = kernels.layer_stats(raw, layout)
+            x: Any = stats if stats is not None else kernels.layer_stats(raw, layout)
             if self.feature_stats is not None:
                 mean, std = self.feature_stats
                 x = ((x.flatten(1) - mean) / std).reshape(x.shape)
@@ -575,14 +583,28 @@ class ZooDataModule(LightningDataModule):
                 "checkpoint": torch.full((len(ids),), part.checkpoint, dtype=torch.int64),
                 "group": part.groups[pos], "arch": part.arch}
 
+    def dataset(self, part: _Part) -> zoo.ZooDataset:
+        """The :class:`zoo.ZooDataset` a part streams from (flat raw weights, model ids as items)."""
+        if part.dataset is None:
+            part.dataset = zoo.ZooDataset(self.z, split="all", checkpoint=part.checkpoint, target=None, view="flat",
+                                          arch=part.arch, ids=part.ids)
+            if not np.array_equal(part.dataset.model_ids, part.ids):
+                raise ZooError(f"{self.z.path}: the dataset of {part.arch} does not hold the selected models")
+        return part.dataset
+
     def cached(self, part: _Part) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(raw weights [n, n_params], model ids [n])`` of a part, read once (``cache=True``)."""
+        """``(raw weights [n, n_params], model ids [n])`` of a part, read once (``cache=True``); for the
+        ``stats`` view, their statistics ``[n, n_tensors, 7]`` instead of the weights."""
         key = id(part)
         if key not in self._memory:
-            ds = part.dataset
-            ids = ds.model_ids.astype(np.int64)
-            raw = self.z.read_rows(part.arch, ds.rows, part.checkpoint, model_ids=ids, status=self.z.status_codes(ids))
-            self._memory[key] = (raw, torch.from_numpy(ids))
+            status = self.z.status_codes(part.ids)
+            blocks = []
+            for i in range(0, len(part.ids), READ_BLOCK):
+                sl = slice(i, i + READ_BLOCK)
+                raw = self.z.read_rows(part.arch, part.rows[sl], part.checkpoint, model_ids=part.ids[sl],
+                                       status=status[sl])
+                blocks.append(kernels.layer_stats(raw, self.spec.layouts[part.arch]) if self.view == "stats" else raw)
+            self._memory[key] = (torch.cat(blocks), torch.from_numpy(part.ids))
         return self._memory[key]
 
     def split_models(self, split: str) -> pd.DataFrame:
