@@ -3,13 +3,29 @@
 import numpy as np
 import pytest
 import torch
-from wn_planted import N_CLASSES, mixed_grid, planted_tree  # noqa: F401 - fixtures
+from wn_planted import N_CLASSES, mixed_store, planted_store
 
 import kernels
 import zoo
 from weightnets import ZooDataModule
-from weightnets.views import hidden_layer_names, layer_matrix, layer_names, output_layer_name, resolve_layer
+from weightnets.views import (
+    hidden_layer_names,
+    layer_matrix,
+    layer_names,
+    output_layer_name,
+    resolve_layer,
+)
 from zoo.architectures import architecture_record
+
+
+@pytest.fixture(scope="module")
+def planted_tree(tmp_path_factory):
+    return planted_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mixed_grid(tmp_path_factory):
+    return mixed_store(tmp_path_factory)
 
 
 def _first(dm, split="train"):

@@ -5,12 +5,27 @@ import json
 from pathlib import Path
 
 import pytest
-from wn_planted import mixed_grid, one_thread, planted_tree, tree_quick_store  # noqa: F401 - fixtures
+from wn_planted import mixed_store, one_thread, planted_store, tree_quick_store
 
 from zoo.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "weightnets" / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(scope="module")
+def planted_tree(tmp_path_factory):
+    return planted_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def mixed_grid(tmp_path_factory):
+    return mixed_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tree_quick(tmp_path_factory):
+    return tree_quick_store(tmp_path_factory)
 
 
 def _fit(config, store, run, *extra):
@@ -25,10 +40,10 @@ def _fit(config, store, run, *extra):
                                                             "test/route_acc"]),
     ("statnn_classes.yaml", [], ["test/label_acc", "test/subset_acc", "test/map"]),
 ])
-def test_weightzoo_fit_end_to_end_on_tree_quick(tree_quick_store, tmp_path, config, extra, expect):
+def test_weightzoo_fit_end_to_end_on_tree_quick(tree_quick, tmp_path, config, extra, expect):
     run = tmp_path / "run"
     # tree_quick is tiny (2 class-subset children per tree): learn on all its models
-    assert _fit(config, tree_quick_store, run, "--data.select", "null", *extra) == 0
+    assert _fit(config, tree_quick, run, "--data.select", "null", *extra) == 0
     metrics = json.loads((run / "test_metrics.json").read_text())
     for name in expect:
         assert 0.0 <= metrics[name] <= 1.0, name

@@ -3,10 +3,15 @@ the layer sweep picks the planted layer on validation; shapes, dtypes and parame
 
 import pytest
 import torch
-from wn_planted import fit_quietly, planted_tree  # noqa: F401 - fixture
+from wn_planted import fit_quietly, planted_store
 
 from weightnets import LayerProbe, ProbeX, ZooDataModule
 from weightnets.probes import DenseProbe, TreeRouter
+
+
+@pytest.fixture(scope="module")
+def planted_tree(tmp_path_factory):
+    return planted_store(tmp_path_factory)
 
 
 def test_probex_shapes_dtypes_and_parameter_count():

@@ -14,7 +14,6 @@ import contextlib
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 import zoo
@@ -65,16 +64,15 @@ def make_planted_tree(path, n_per_tree: int = 120, n_trees: int = 2, seed: int =
     return zoo.open(path)
 
 
-@pytest.fixture(scope="module")
-def planted_tree(tmp_path_factory):
+def planted_store(tmp_path_factory) -> str:
+    """A :func:`make_planted_tree` store in a fresh temporary folder (for module-scoped fixtures)."""
     path = tmp_path_factory.mktemp("planted") / "planted.zarr"
     make_planted_tree(path)
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def tree_quick_store(tmp_path_factory):
-    """The shipped ``tree_quick`` spec, generated once per session (seconds)."""
+def tree_quick_store(tmp_path_factory) -> str:
+    """The shipped ``tree_quick`` spec, generated (seconds)."""
     from generators import generate
 
     path = tmp_path_factory.mktemp("tree_quick") / "tree_quick.zarr"
@@ -138,8 +136,8 @@ def make_mixed_grid(path, n: int = 24, seed: int = 1) -> zoo.Zoo:
     return zoo.open(path)
 
 
-@pytest.fixture(scope="module")
-def mixed_grid(tmp_path_factory):
+def mixed_store(tmp_path_factory) -> str:
+    """A :func:`make_mixed_grid` store in a fresh temporary folder."""
     path = tmp_path_factory.mktemp("mixed") / "mixed.zarr"
     make_mixed_grid(path)
     return str(path)

@@ -8,8 +8,20 @@
 
 from __future__ import annotations
 
-from weightnets.probes.baselines import BoostedTrees, DenseProbe, NFNEncoder, StatMLP, nfn_layers
-from weightnets.probes.module import NFN, LayerProbe, StatNN, StatNNBoosting, WeightLearner
+from weightnets.probes.baselines import (
+           BoostedTrees,
+           DenseProbe,
+           NFNEncoder,
+           StatMLP,
+           nfn_layers,
+)
+from weightnets.probes.module import (
+           NFN,
+           LayerProbe,
+           StatNN,
+           StatNNBoosting,
+           WeightLearner,
+)
 from weightnets.probes.probex import ProbeX
 from weightnets.probes.router import TreeRouter
 

@@ -20,7 +20,10 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
 
 from kernels import ParamLayout
 from weightnets.probes.probex import per_expert, uniform_parameter

@@ -48,7 +48,14 @@ from weightnets.probes.baselines import (
 )
 from weightnets.probes.probex import ProbeX
 from weightnets.probes.router import TreeRouter
-from weightnets.views import LayerRef, hidden_layer_names, layer_matrix, layer_names, output_layer_name, resolve_layer
+from weightnets.views import (
+    LayerRef,
+    hidden_layer_names,
+    layer_matrix,
+    layer_names,
+    output_layer_name,
+    resolve_layer,
+)
 from zoo import ZooError
 
 SPEC_KEY = "weightnets_data_spec"
