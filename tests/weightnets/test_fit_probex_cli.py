@@ -47,7 +47,7 @@ def test_weightzoo_fit_end_to_end_on_tree_quick(tree_quick, tmp_path, config, ex
     metrics = json.loads((run / "test_metrics.json").read_text())
     for name in expect:
         assert 0.0 <= metrics[name] <= 1.0, name
-    assert metrics["monitor"] == "val/score" and metrics["best_checkpoint"].startswith(str(run / "checkpoints"))
+    assert metrics["monitor"] == "val/selection" and metrics["best_checkpoint"].startswith(str(run / "checkpoints"))
     assert metrics["trained_params"] > 0 and metrics["fit_time_s"] > 0
     assert (run / "metrics.csv").exists() and (run / "config.yaml").exists()
 

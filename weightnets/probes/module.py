@@ -17,8 +17,9 @@ regression: MSE on train-standardised targets) and the metrics of :mod:`weightne
 
 A learner has one or several *candidates* (a layer sweep has one per layer), all trained together on
 the same batches with independent parameters. After each validation epoch every candidate's selection
-metric is computed; ``val/score`` (the monitored value: the best epoch is kept by ``weightzoo fit``) is
-the best candidate's. The test loop reports the candidate that was best on validation at the restored
+metric is computed (``val/score`` is the best candidate's), and ``val/selection`` — the selection metric
+minus ``1e-4 ×`` the validation loss, so that equal scores (a saturated accuracy) go to the lower loss —
+picks the candidate and is the monitored value (``weightzoo fit`` keeps the best epoch on it). The test loop reports the candidate that was best on validation at the restored
 checkpoint (``test/<metric>``), every candidate (``test/layer/<name>/<metric>``) and the validation
 scores the choice was made on (``selection/<name>/val_score``). Nothing is chosen on test data.
 """
@@ -34,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from torchmetrics import MeanMetric
 
 from weightnets.data import DataSpec
 from weightnets.metrics import SELECTION, route_accuracy, scalar, task_metrics
@@ -74,8 +76,10 @@ class WeightLearner(LightningModule):
     :meth:`training_loss`, :meth:`eval_predictions` and :meth:`candidate_params`.
     """
 
-    monitor = "val/score"
+    monitor = "val/selection"
     monitor_mode = "max"
+    #: weight of the validation loss in ``val/selection``: it only breaks ties of the selection metric
+    TIE_BREAK = 1e-4
 
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
         super().__init__()
@@ -105,7 +109,10 @@ class WeightLearner(LightningModule):
         routes = {stage: {_key(c): route_accuracy(spec.n_groups) for c in self.candidates} for stage in ("val", "test")}
         self.route_sets = nn.ModuleDict({stage: nn.ModuleDict({k: m for k, m in v.items() if m is not None})
                                          for stage, v in routes.items()})
-        self.register_buffer("val_scores", torch.full((len(self.candidates),), float("nan")))
+        self.loss_sets = nn.ModuleDict({stage: nn.ModuleDict({_key(c): MeanMetric() for c in self.candidates})
+                                        for stage in ("val", "test")})
+        self.register_buffer("val_selection", torch.full((len(self.candidates),), float("nan")))
+        self.register_buffer("val_metric", torch.full((len(self.candidates),), float("nan")))
 
     def build(self, spec: DataSpec) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -148,6 +155,16 @@ class WeightLearner(LightningModule):
         values = raw * std + mean
         return values[:, 0] if values.shape[1] == 1 else values
 
+    def prediction_loss(self, preds: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of predictions in metric space (probabilities, or values on the target's scale)."""
+        kind = self.spec.target_kind
+        if kind == "multilabel":
+            return F.binary_cross_entropy(preds.float().clamp(1e-7, 1 - 1e-7), y.float())
+        if kind == "multiclass":
+            return F.nll_loss(torch.log(preds.float().clamp_min(1e-7)), y.long())
+        std = torch.tensor(self.spec.target_std, dtype=torch.float32, device=preds.device)
+        return (((preds.float() - y.float()).reshape(len(y), -1) / std) ** 2).mean()
+
     def training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         raw, _ = self.outputs(batch, train=True)
         return sum(self.loss(r, batch["y"]) for r in raw.values())
@@ -168,6 +185,7 @@ class WeightLearner(LightningModule):
         target = y.long() if self.spec.target_kind in ("multilabel", "multiclass") else y.float()
         for c, p in preds.items():
             self.metric_sets[stage][_key(c)].update(p, target)
+            self.loss_sets[stage][_key(c)].update(self.prediction_loss(p, y))
         for c, r in routes.items():
             if _key(c) in self.route_sets[stage]:
                 self.route_sets[stage][_key(c)].update(r, batch["group"])
@@ -184,6 +202,9 @@ class WeightLearner(LightningModule):
             metrics = self.metric_sets[stage][_key(c)]
             values.append({k: float(scalar(v)) for k, v in metrics.compute().items()})
             metrics.reset()
+            loss = self.loss_sets[stage][_key(c)]
+            values[-1]["loss"] = float(loss.compute()) if loss.update_count else float("nan")
+            loss.reset()
             route = self.route_sets[stage][_key(c)] if _key(c) in self.route_sets[stage] else None
             routes.append(float(route.compute()) if route is not None and route.update_count else None)
             if route is not None:
@@ -207,10 +228,13 @@ class WeightLearner(LightningModule):
         if self.trainer.sanity_checking:
             return
         key = SELECTION[self.spec.target_kind]
-        scores = torch.tensor([v[key] for v in values], dtype=torch.float32)
-        self.val_scores.copy_(scores)
+        scores = torch.tensor([v[key] - self.TIE_BREAK * min(v["loss"], 10.0) for v in values], dtype=torch.float64)
+        self.val_selection.copy_(scores.float())
+        self.val_metric.copy_(torch.tensor([v[key] for v in values]))
         chosen = _argmax(scores)
-        self.log("val/score", float(scores[chosen]) if math.isfinite(float(scores[chosen])) else -1.0, prog_bar=True)
+        best = float(scores[chosen])
+        self.log("val/selection", best if math.isfinite(best) else -1.0)
+        self.log("val/score", values[chosen][key], prog_bar=True)
         self._log_candidates("val", values, routes, chosen)
 
     def on_test_epoch_end(self) -> None:
@@ -219,13 +243,13 @@ class WeightLearner(LightningModule):
         self._log_candidates("test", values, routes, chosen)
         if len(self.candidates) > 1:
             self.log("test/selected_layer_index", float(chosen))
-            for c, s in zip(self.candidates, self.val_scores.tolist()):
+            for c, s in zip(self.candidates, self.val_metric.tolist()):
                 self.log(f"selection/{c}/val_score", s)
 
     @property
     def selected_candidate(self) -> int:
         """Index of the candidate that was best on validation (the first one before any validation)."""
-        return _argmax(self.val_scores.detach().cpu())
+        return _argmax(self.val_selection.detach().cpu())
 
     @property
     def selected_name(self) -> str:
