@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,11 +40,17 @@ class FitCLI(LightningCLI):
     """LightningCLI that fits, then tests the best validation checkpoint and writes ``test_metrics.json``."""
 
     def __init__(self, args: Sequence[str] | None = None) -> None:
-        super().__init__(
-            model_class=LightningModule, datamodule_class=LightningDataModule, subclass_mode_model=True,
-            subclass_mode_data=True, args=list(args) if args is not None else None, run=False,
-            save_config_kwargs={"overwrite": True}, trainer_defaults={"default_root_dir": DEFAULT_ROOT},
-            parser_kwargs={"prog": "weightzoo fit", "description": "train a weight-space model (LightningCLI)"})
+        argv = sys.argv
+        if args is not None:  # 'weightzoo fit ...' passes its flags as args: LightningCLI would warn about sys.argv
+            sys.argv = argv[:1]
+        try:
+            super().__init__(
+                model_class=LightningModule, datamodule_class=LightningDataModule, subclass_mode_model=True,
+                subclass_mode_data=True, args=list(args) if args is not None else None, run=False,
+                save_config_kwargs={"overwrite": True}, trainer_defaults={"default_root_dir": DEFAULT_ROOT},
+                parser_kwargs={"prog": "weightzoo fit", "description": "train a weight-space model (LightningCLI)"})
+        finally:
+            sys.argv = argv
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config["trainer"]

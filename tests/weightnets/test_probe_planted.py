@@ -62,3 +62,25 @@ def test_probex_regression_on_a_single_layer_view(planted_tree):
     module = LayerProbe(learner="probex", layer="auto", experts=True, lr=3e-3, r_u=8, d_v=8, r_t=16)
     metrics = fit_quietly(module, dm, max_epochs=25)
     assert module.candidates == ["layers.1"] and metrics["test/kendall_tau"] > 0.6
+
+
+def test_a_saved_probe_loads_with_its_data_spec_and_predicts_the_same(planted_tree, tmp_path):
+    import lightning.pytorch as pl
+    from wn_planted import one_thread
+
+    dm = ZooDataModule(planted_tree, target="classes", view="flat", batch_size=32, cache=True)
+    module = LayerProbe(learner="probex", layer="auto", experts=True, r_u=4, d_v=4, r_t=8)
+    with one_thread():
+        trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path)
+        trainer.fit(module, datamodule=dm)
+        path = tmp_path / "probe.ckpt"
+        trainer.save_checkpoint(path)
+        loaded = LayerProbe.load_from_checkpoint(path).eval()
+        batch = next(iter(dm.loader("test")))
+        module.eval()
+        with torch.no_grad():
+            a, routes_a = module.outputs(batch, train=False)
+            b, routes_b = loaded.outputs(batch, train=False)
+    assert loaded.spec.to_record() == dm.spec.to_record() and loaded.selected_name == module.selected_name
+    assert all(torch.equal(a[k], b[k]) for k in a) and all(torch.equal(routes_a[k], routes_b[k]) for k in routes_a)
