@@ -2,12 +2,18 @@
 
 * :mod:`weightnets.evaluate` — accuracy and loss of many weight vectors on a task in one batched pass.
 * :mod:`weightnets.cli` — the LightningCLI behind ``weightzoo fit --config CFG``.
+* :mod:`weightnets.data` — ``ZooDataModule``: a zoo as a LightningDataModule (targets, views, splits).
+* :mod:`weightnets.metrics` — the shared torchmetrics (label_acc, subset_acc, map, kendall_tau, ...).
+* :mod:`weightnets.probes` — ProbeX with tree experts, Dense, StatNN and NFN learners (docs/WEIGHTNETS.md).
 
 ``weightnets`` never imports :mod:`generators` (checked by import-linter).
 """
 
 from __future__ import annotations
 
+from weightnets.data import DataSpec, ZooDataModule
 from weightnets.evaluate import Evaluation, evaluate_weights, validation_split
+from weightnets.probes import NFN, LayerProbe, ProbeX, StatNN, StatNNBoosting
 
-__all__ = ["Evaluation", "evaluate_weights", "validation_split"]
+__all__ = ["DataSpec", "Evaluation", "LayerProbe", "NFN", "ProbeX", "StatNN", "StatNNBoosting", "ZooDataModule",
+           "evaluate_weights", "validation_split"]

@@ -13,7 +13,10 @@ What it adds to a plain ``LightningCLI`` run:
   that metric (unless the config brings its own checkpoint callback);
 * after fitting, the best validation checkpoint (never the last epoch chosen by test metrics) is
   evaluated on the test split and ``RUN/test_metrics.json`` holds ``{name: value}`` of every metric
-  logged in the test loop, plus ``best_checkpoint``, ``best_score``, ``monitor`` and ``seed``.
+  logged in the test loop, plus ``best_checkpoint``, ``best_score``, ``monitor``, ``seed``,
+  ``fit_time_s`` (wall seconds of ``trainer.fit``) and ``trained_params`` (the module's ``trained_params``
+  attribute when it has one, e.g. the parameters of the candidate a layer sweep selected; otherwise the
+  number of trainable parameters).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import sys
 import warnings
 from argparse import ArgumentError
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -87,7 +91,9 @@ def fit_and_test(args: Sequence[str] | None = None) -> dict[str, Any]:
         lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
         raise ZooError(f"{'; '.join(lines)} (see 'weightzoo fit --help')") from None
     trainer: Trainer = cli.trainer
+    start = time.perf_counter()
     trainer.fit(cli.model, datamodule=cli.datamodule)
+    fit_time = time.perf_counter() - start
     ckpt = trainer.checkpoint_callback
     best = getattr(ckpt, "best_model_path", "") or None
     results = trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best if best else None, verbose=True)
@@ -98,10 +104,20 @@ def fit_and_test(args: Sequence[str] | None = None) -> dict[str, Any]:
     metrics["best_score"] = _plain(getattr(ckpt, "best_model_score", None)) if best else None
     metrics["monitor"] = getattr(ckpt, "monitor", None)
     metrics["seed"] = cli.config.get("seed_everything")
+    metrics["fit_time_s"] = fit_time
+    metrics["trained_params"] = trained_params(cli.model)
     root = Path(trainer.default_root_dir)
     root.mkdir(parents=True, exist_ok=True)
     (root / "test_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def trained_params(model: LightningModule) -> int:
+    """The module's ``trained_params`` when it defines one, else its number of trainable parameters."""
+    value = getattr(model, "trained_params", None)
+    if value is not None:
+        return int(value)
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
 def run_dir(trainer: Trainer) -> Path:

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zoo.errors import ZooError
-from zoo.format import STATUS_CODES
+from zoo.format import STATUS_CODES, STATUS_NAMES
 from zoo.normalization import NormStats, compute_norm_stats, normalize
 from zoo.store import Zoo
 from zoo.tokens import token_map, tokenize
@@ -67,6 +67,7 @@ class ZooDataset(Dataset):
         split_name: which stored split (``"default"``, ``"by_cell"``, ``"ood_cells"``...).
         arch: architecture key; required when the split holds several architectures.
         include_diverged: keep models with status ``diverged`` (they may hold NaN); default False.
+        ids: keep only these model ids (e.g. a selection of the models table); None keeps every model.
 
     Items are ``(x, y)`` with ``y`` a float32 tensor (``[]`` for one column, ``[k]`` for k) or, without a
     target, the model id. Each item reads one ``[n_params]`` chunk: memory does not grow with the zoo.
@@ -75,18 +76,23 @@ class ZooDataset(Dataset):
     def __init__(self, z: Zoo, split: str = "train", checkpoint: int = -1, target: str | Sequence[str] | None = "test_acc",
                  view: str = "flat", transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  normalize: bool = False, split_name: str = "default", arch: str | None = None,
-                 include_diverged: bool = False, epoch: int | None = None, token_dim: int | None = None) -> None:
+                 include_diverged: bool = False, epoch: int | None = None, token_dim: int | None = None,
+                 ids: Sequence[int] | None = None) -> None:
         if view not in VIEWS:
             raise ZooError(f"view must be one of {list(VIEWS)}, got {view!r}")
         self.z = z
         self.view = view
         self.transform = transform
         self.checkpoint = z.checkpoint_index(checkpoint, epoch)
-        models = z.models
+        if target is None:  # no targets: the planned table and the status suffice (no metrics or records read)
+            models = z._planned.assign(status=[STATUS_NAMES.get(int(c), "unknown") for c in z.status_codes()])
+        else:
+            models = z.models
         keep = models["status"].isin(["ok", "diverged"] if include_diverged else ["ok"])
         if split != "all":
-            ids = set(z.split_ids(split, split_name).tolist())
-            keep &= models["model_id"].isin(ids)
+            keep &= models["model_id"].isin(set(z.split_ids(split, split_name).tolist()))
+        if ids is not None:
+            keep &= models["model_id"].isin(set(int(i) for i in ids))
         models = models[keep]
         archs = sorted(models["arch_key"].unique())
         if arch is None:

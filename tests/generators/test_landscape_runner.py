@@ -14,7 +14,7 @@ from generators.landscape import QUICK, compute_landscape
 from generators.landscape import runner as runner_module
 from generators.spec import load_spec
 
-from conftest import TINY_SPEC
+from helpers.specs import TINY_SPEC
 
 ALL_NAMES = ["hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test",
              "hessian_trace_train_se", "hessian_trace_test_se", "alpha", "alpha_layers", "alpha_reason", "cka",
