@@ -108,6 +108,10 @@ class CoefficientComposer(LightningModule):
         if not 0.0 < float(confidence) <= 1.0:
             raise SpecError(f"confidence must be in (0, 1], got {confidence}")
         self.save_hyperparameters()
+        # plain attributes too: LightningCLI subclasses do not always pass every parent argument to hparams
+        self.granularity, self.objective, self.init, self.lr = granularity, objective, float(init), float(lr)
+        self.confidence, self.control_weight, self.clamp, self.backend = (float(confidence), float(control_weight),
+                                                                         clamp, backend)
         self.monitor = "val/score" if select_on_validation else None
         self.coeffs: nn.Parameter | None = None
         self._arch: _Frozen | None = None
@@ -122,11 +126,11 @@ class CoefficientComposer(LightningModule):
         self.problem = problem
         self.register_buffer("base", v.base.detach().clone(), persistent=False)
         self.register_buffer("stack", v.stack.detach().clone(), persistent=False)
-        self.spec = v.blocks(self.hparams.granularity)
+        self.spec = v.blocks(self.granularity)
         self.layout = v.layout
         self._arch = _Frozen(problem.arch)
         self.n_classes = int(problem.tasks[0].n_classes)
-        self.coeffs = nn.Parameter(torch.full((v.n_tasks, self.spec.n_blocks), float(self.hparams.init),
+        self.coeffs = nn.Parameter(torch.full((v.n_tasks, self.spec.n_blocks), float(self.init),
                                               dtype=torch.float64 if v.base.dtype == torch.float64 else torch.float32))
         n_eval = v.n_tasks + (1 if self.negate else 0)
         self.val_acc = nn.ModuleList(MulticlassAccuracy(self.n_classes, average="micro") for _ in range(n_eval))
@@ -138,7 +142,7 @@ class CoefficientComposer(LightningModule):
             dm = self.trainer.datamodule
             problem = dm.prepare()
             if bool(getattr(dm, "negate", False)) != self.negate:
-                raise SpecError(f"objective {self.hparams.objective!r} needs a data module with negate="
+                raise SpecError(f"objective {self.objective!r} needs a data module with negate="
                                 f"{self.negate} (got negate={getattr(dm, 'negate', False)})")
             self.bind(problem)
 
@@ -146,7 +150,7 @@ class CoefficientComposer(LightningModule):
     def composed(self, coeffs: torch.Tensor | None = None) -> torch.Tensor:
         """``θ(C) [N]`` (``coeffs`` defaults to the module's ``C``)."""
         c = self.coeffs if coeffs is None else coeffs
-        return kernels.compose(self.base, self.stack, c, self.spec, backend=self.hparams.backend)
+        return kernels.compose(self.base, self.stack, c, self.spec, backend=self.backend)
 
     def logits(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[n, C]`` of the composed model (or of flat ``weights [N]``) on ``x``."""
@@ -166,7 +170,7 @@ class CoefficientComposer(LightningModule):
         sizes = [len(p[0]) for p in parts]
         out = self.logits(torch.cat([p[0] for p in parts]))
         pieces = torch.split(out, sizes)
-        obj = self.hparams.objective
+        obj = self.objective
         losses = []
         for (x, y), logit in zip(parts[:len(names)], pieces):
             if obj == "ce":
@@ -177,14 +181,14 @@ class CoefficientComposer(LightningModule):
             elif obj == "entropy":
                 losses.append(entropy(logit))
             elif obj == "pseudo_label":
-                losses.append(pseudo_label_loss(logit, float(self.hparams.confidence)))
+                losses.append(pseudo_label_loss(logit, float(self.confidence)))
             else:
                 losses.append(uniform_cross_entropy(logit))
         loss = torch.stack(losses).mean()
         if obj == "negation":
             if "control" not in batch:
                 raise SpecError("objective 'negation' needs control examples (a data module with negate=True)")
-            loss = loss + float(self.hparams.control_weight) * F.cross_entropy(pieces[-1], parts[-1][1])
+            loss = loss + float(self.control_weight) * F.cross_entropy(pieces[-1], parts[-1][1])
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -193,13 +197,13 @@ class CoefficientComposer(LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.hparams.clamp is not None:
-            lo, hi = self.hparams.clamp
+        if self.clamp is not None:
+            lo, hi = self.clamp
             with torch.no_grad():
                 self.coeffs.clamp_(float(lo), float(hi))
 
     def configure_optimizers(self):
-        return torch.optim.Adam([self.coeffs], lr=float(self.hparams.lr))
+        return torch.optim.Adam([self.coeffs], lr=float(self.lr))
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, metrics: nn.ModuleList, batch, dataloader_idx: int) -> None:
@@ -227,7 +231,7 @@ class CoefficientComposer(LightningModule):
         return out
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self._summarise(self.val_acc, "val"), prog_bar=False)
+        self.log_dict(self._summarise(self.val_acc, "val"), prog_bar=False, add_dataloader_idx=False)
 
     def on_test_epoch_end(self) -> None:
         out = self._summarise(self.test_acc, "test")
@@ -248,12 +252,12 @@ class CoefficientComposer(LightningModule):
             for t, v in enumerate(norm):
                 out[f"test/normalized_acc_{t}"] = v
             out["test/normalized_acc"] = float(np.mean(norm))
-        self.log_dict(out)
+        self.log_dict(out, add_dataloader_idx=False)
 
     # ------------------------------------------------------------------ results
     def coefficients(self) -> dict[str, Any]:
         """``{"granularity", "blocks": [names], "values": [[C[t, k]]]}`` (JSON-able)."""
-        return {"granularity": self.hparams.granularity, "blocks": list(self.spec.names),
+        return {"granularity": self.granularity, "blocks": list(self.spec.names),
                 "values": [[float(v) for v in row] for row in self.coeffs.detach().cpu().tolist()]}
 
     def n_trainable(self) -> int:

@@ -214,8 +214,8 @@ def _learned(name: str, problem: CompositionProblem, options: ComposeOptions, mo
     with torch.no_grad():
         flat = module.composed().detach().float().clone()
     coeffs = module.coefficients()
-    coeffs["init"] = float(module.hparams.init)
-    selection = {"steps": options.steps, "lr": float(module.hparams.lr), **module.selection}
+    coeffs["init"] = float(module.init)
+    selection = {"steps": options.steps, "lr": float(module.lr), **module.selection}
     if options.select_every:
         selection["on"] = "validation split (20% of each training split): the step with the best mean accuracy"
     return Composition(name, flat, coeffs, selection, described)
