@@ -52,6 +52,14 @@ class _Frozen:
         self.module = module.eval().requires_grad_(False)
 
 
+def split_params(layout: kernels.ParamLayout, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{name: view}`` of a flat vector ``[N]`` through one ``torch.split`` (its backward assembles the
+    gradient with a single concatenation; slicing views one by one would allocate a zero ``[N]`` buffer
+    per tensor in the backward pass)."""
+    pieces = flat.split([e.numel for e in layout])
+    return {e.name: p.view(e.shape) for e, p in zip(layout, pieces)}
+
+
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Mean Shannon entropy (nats) of ``softmax(logits)`` over the rows of ``logits [n, C]``."""
     logp = F.log_softmax(logits, dim=-1)
@@ -155,7 +163,7 @@ class CoefficientComposer(LightningModule):
     def logits(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[n, C]`` of the composed model (or of flat ``weights [N]``) on ``x``."""
         w = self.composed() if weights is None else weights
-        params = self.layout.unflatten(w)
+        params = split_params(self.layout, w)
         return torch.func.functional_call(self._arch.module, params, (x.to(w.dtype),))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Gradient-free search of composition coefficients with CMA-ES (the ``cma`` package, Hansen's
-``CMAEvolutionStrategy``), as in LoraHub (Huang et al. 2023, §3) and evolutionary model merging
-(Akiba et al. 2025, §3.1), which search merge coefficients without gradients.
+``CMAEvolutionStrategy``), as evolutionary model merging does for its parameter-space merge settings
+(Akiba et al., Nature Machine Intelligence 2025, "Evolutionary optimization of model merging recipes",
+§3.1); LoraHub (Huang et al., COLM 2024) searches LoRA composition weights gradient-free as well.
 
 Each generation asks CMA-ES for ``popsize`` coefficient sets, composes all of them in **one**
 :func:`kernels.compose` call (``coeffs [B, T, n_blocks]`` → ``[B, N]``) and scores them in one batched
