@@ -32,6 +32,7 @@ def test_compose_writes_a_store_and_prints_normalised_accuracy(tmp_path, capsys)
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "normalised" in printed and "ties" in printed and "selected: {'scale'" in printed
+    assert "the base's own task" in printed and "kept)" in printed
     c = zoo.open(out)
     assert c.meta["kind"] == "composition" and c.n_models == 2
     m = c.models

@@ -142,7 +142,7 @@ def tune_merge(problem: CompositionProblem, name: str, options: ComposeOptions) 
         "p" if "p" in method.tune and method.sparsify == "random" else None)
     values = {"density": options.densities, "p": options.drop_probabilities}.get(grid_key, (None,))
     scales = options.scales if "scale" in method.tune else (method.scale,)
-    best: tuple[float, dict[str, Any], torch.Tensor] | None = None
+    best: tuple[float, dict[str, Any]] | None = None
     tried = []
     for value in values:
         m = resolve(method, **({grid_key: value} if grid_key else {}))
@@ -152,7 +152,7 @@ def tune_merge(problem: CompositionProblem, name: str, options: ComposeOptions) 
         for lam, acc in zip(scales, accs):
             tried.append({"scale": lam, **({grid_key: value} if grid_key else {}), "selection_acc": float(acc)})
             if best is None or acc > best[0]:
-                best = (float(acc), {"scale": float(lam), **({grid_key: value} if grid_key else {})}, None)
+                best = (float(acc), {"scale": float(lam), **({grid_key: value} if grid_key else {})})
     chosen = resolve(method, **{k: v for k, v in best[1].items() if k != "scale"})
     tau = merged_task_vector(v.stack, chosen, blocks=v.layout, seed=options.seed)
     flat = scaled_models(v.base, tau, [best[1]["scale"]])[0]
@@ -323,28 +323,39 @@ def run_composition(problem: CompositionProblem, method: str, options: ComposeOp
 @dataclass
 class TaskReport:
     """Test accuracy per task (``[T]`` arrays) of the composed model, the base and each child alone,
-    and the composed model's accuracy normalised by the child's (``acc / child_acc``)."""
+    the composed model's accuracy normalised by the child's (``acc / child_acc``), and on the base's own
+    (source) task ``source_acc = (composed, base)`` (task negation's control; the clean task of
+    corruption children)."""
 
     acc: np.ndarray
     base_acc: np.ndarray
     child_acc: np.ndarray
+    source_acc: tuple[float, float] | None = None  # (composed, base) on the base's own task
 
     @property
     def normalized(self) -> np.ndarray:
         return self.acc / self.child_acc
 
     def summary(self) -> dict[str, float]:
-        return {"mean_acc": float(np.mean(self.acc)), "mean_normalized_acc": float(np.mean(self.normalized)),
-                "mean_base_acc": float(np.mean(self.base_acc)), "mean_child_acc": float(np.mean(self.child_acc))}
+        out = {"mean_acc": float(np.mean(self.acc)), "mean_normalized_acc": float(np.mean(self.normalized)),
+               "mean_base_acc": float(np.mean(self.base_acc)), "mean_child_acc": float(np.mean(self.child_acc))}
+        if self.source_acc is not None:
+            out.update(source_task_acc=self.source_acc[0], source_task_base_acc=self.source_acc[1],
+                       source_task_retained=self.source_acc[0] / self.source_acc[1])
+        return out
 
 
 def evaluate_composition(problem: CompositionProblem, flat: torch.Tensor, split: str = "test") -> TaskReport:
     """:class:`TaskReport` of ``flat [N]`` on every task's ``split`` (children and base in the same
-    batched passes)."""
+    batched passes), with the base's own task (the control of task negation) in ``source_acc``."""
     v = problem.vectors
     models = torch.cat([flat.float()[None], v.base.float()[None], v.children().float()])
     acc = evaluate_on_tasks(models, problem.arch, problem.tasks, split).acc
-    return TaskReport(acc[0], acc[1], np.array([acc[2 + t, t] for t in range(v.n_tasks)]))
+    report = TaskReport(acc[0], acc[1], np.array([acc[2 + t, t] for t in range(v.n_tasks)]))
+    if problem.base_task is not None:
+        src = evaluate_on_tasks(models[:2], problem.arch, [problem.base_task], split).acc[:, 0]
+        report.source_acc = (float(src[0]), float(src[1]))
+    return report
 
 
 def grid_size(options: ComposeOptions, name: str) -> int:

@@ -66,6 +66,10 @@ def run_compose(args: argparse.Namespace) -> int:
     table.add_row("mean", "", "", f"{s['mean_base_acc']:.3f}", f"{s['mean_child_acc']:.3f}", f"{s['mean_acc']:.3f}",
                   f"{s['mean_normalized_acc']:.3f}")
     console.print(table)
+    if report.source_acc is not None:
+        composed, base = report.source_acc
+        console.print(f"the base's own task ({problem.base_task_key}): base {base:.3f}, composed {composed:.3f} "
+                      f"({composed / base:.1%} kept)")
     console.print(f"fitted on: {composition.data}")
     chosen = composition.selection.get("chosen") or {k: composition.selection[k] for k in ("selected_step",)
                                                        if k in composition.selection}
