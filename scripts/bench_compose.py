@@ -404,6 +404,8 @@ def run_negation(z, seeds: list[int], steps: int, targets: list[int]) -> dict:
 
     def stat(key):
         vals = [it[key] for it in items if it[key] is not None]
+        if not vals:
+            return {"mean": None, "std": None, "n": 0}
         return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
                 "n": len(vals)}
 
@@ -469,6 +471,71 @@ def print_tables(acc: dict) -> None:
         console.print(table)
 
 
+def markdown(result: dict) -> str:
+    """The tables of docs/COMPOSE.md from a results file."""
+    out = []
+    acc = result.get("accuracy") or {}
+    if acc:
+        names = list(acc)
+        rows = list(next(iter(acc.values()))["rows"])
+        out.append("| row | " + " | ".join(names) + " |")
+        out.append("|---|" + "---|" * len(names))
+        for row in rows:
+            cells = []
+            for n in names:
+                r = acc[n]["rows"].get(row)
+                cells.append("—" if r is None else f"{r['acc_mean']:.3f} ± {r['acc_std']:.3f} / "
+                                                    f"**{r['normalized_mean']:.3f} ± {r['normalized_std']:.3f}**")
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
+    step = result.get("step")
+    if step:
+        out.append("")
+        out.append("| size | part | fused (kernels.compose) | aTLAS-style loop | time ratio | memory ratio |")
+        out.append("|---|---|---|---|---|---|")
+        for r in step["rows"]:
+            for part in ("step", "composition"):
+                f, lp = r["fused"][part], r["loop"][part]
+                out.append(f"| {r['label']} | {part} | {f['best_s'] * 1e3:.2f} ms, {f['peak_extra_bytes'] / 2**20:.2f} MiB"
+                           f" | {lp['best_s'] * 1e3:.2f} ms, {lp['peak_extra_bytes'] / 2**20:.2f} MiB | "
+                           f"{r[part + '_speedup']:.2f}x | {r[part + '_memory_ratio']:.2f}x |")
+    ms = result.get("matching_signatures")
+    if ms:
+        out.append("")
+        out.append("| models | loss barrier before → after | error barrier before → after | midpoint accuracy "
+                   "before → after | endpoints |")
+        out.append("|---|---|---|---|---|")
+        for m in ms["matching"]:
+            out.append(f"| base {m['a']} ↔ base {m['b']} | {m['loss_barrier_before']:.3f} → {m['loss_barrier_after']:.3f}"
+                       f" | {m['error_barrier_before']:.3f} → {m['error_barrier_after']:.3f} | "
+                       f"{m['average_acc_before']:.3f} → {m['average_acc_after']:.3f} | "
+                       f"{m['endpoint_acc'][0]:.3f}, {m['endpoint_acc'][1]:.3f} |")
+        out.append("")
+        out.append("| signature | storage ratio | corrupted gain (own base) | clean kept | corrupted gain of the full "
+                   "child | transferred, matched: gain / clean kept | transferred, not matched: gain / clean kept |")
+        out.append("|---|---|---|---|---|---|---|")
+        for k, v in ms["signatures"]["summary"].items():
+            out.append(f"| {k} | {v['storage_ratio']['mean']:.3f} | {v['corrupted_gain']['mean']:+.3f} ± "
+                       f"{v['corrupted_gain']['std']:.3f} | {v['clean_kept']['mean']:.3f} | "
+                       f"{v['child_gain']['mean']:+.3f} | {v['transfer_matched_gain']['mean']:+.3f} / "
+                       f"{v['transfer_matched_clean_kept']['mean']:.3f} | {v['transfer_naive_gain']['mean']:+.3f} / "
+                       f"{v['transfer_naive_clean_kept']['mean']:.3f} |")
+    neg = result.get("negation")
+    if neg:
+        s = neg["summary"]
+        out.append("")
+        out.append("| negation | target accuracy | control kept |")
+        out.append("|---|---|---|")
+        out.append(f"| base | {s['base_target_acc']['mean']:.3f} ± {s['base_target_acc']['std']:.3f} | 1 |")
+        out.append(f"| aTLAS (negation objective, 16 shots of control) | {s['atlas_target_acc']['mean']:.3f} ± "
+                   f"{s['atlas_target_acc']['std']:.3f} | {s['atlas_control_retained']['mean']:.3f} |")
+        ta = s["ta_target_acc"]
+        out.append("| task arithmetic θ − λτ (λ on validation, control ≥ 95%) | "
+                   + (f"{ta['mean']:.3f} ({ta['n']} of {s['n']} with a feasible λ)" if ta.get("n") else
+                      f"no λ kept the control ≥ 95% (0 of {s['n']})") + " | "
+                   + (f"{s['ta_control_retained']['mean']:.3f}" if s["ta_control_retained"].get("n") else "—") + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default="runs/bench_compose/tree_compose.zarr", help="tree store (generated if absent)")
@@ -479,10 +546,14 @@ def main() -> None:
     ap.add_argument("--only", choices=["accuracy", "step", "signatures", "negation"], default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--markdown", action="store_true", help="print the tables of docs/COMPOSE.md from --out")
     ap.add_argument("--step-child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.step_child:
         print(json.dumps(_step_child(json.loads(args.step_child))))
+        return
+    if args.markdown:
+        print(markdown(json.loads(Path(args.out).read_text())))
         return
 
     import torch

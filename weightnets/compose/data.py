@@ -40,6 +40,7 @@ from weightnets.compose.taskset import (
     CompositionError,
     CompositionProblem,
     load_problem,
+    task_label,
 )
 from weightnets.evaluate import task_examples, validation_split
 from zoo.tasks import TaskData
@@ -119,11 +120,6 @@ class CompositionDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
 
-    def _task_name(self, problem: CompositionProblem, t: int) -> str:
-        if problem.child_ids:
-            return f"task {problem.task_keys[t]} (child {problem.child_ids[t]})"
-        return f"task {t}"
-
     def _training_sets(self, problem: CompositionProblem) -> dict[str, TensorDataset]:
         out: dict[str, TensorDataset] = {}
         for t, task in enumerate(problem.tasks):
@@ -132,7 +128,7 @@ class CompositionDataModule(LightningDataModule):
                 out[f"task{t}"] = _unlabelled(x)
             elif self.shots is not None:
                 out[f"task{t}"] = TensorDataset(*few_shot(task, self.shots, self.seed + t,
-                                                          name=self._task_name(problem, t)))
+                                                          name=task_label(problem, t)))
             elif self.unlabelled == "test":
                 out[f"task{t}"] = _unlabelled(task.x_test)
             elif self.unlabelled == "train":

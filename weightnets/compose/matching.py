@@ -36,8 +36,8 @@ from zoo import ArchitectureMismatchError, ParamLayout
 def _unit_major(w: torch.Tensor, axis: int, repeat: int, units: int) -> torch.Tensor:
     """``[units, rest]``: tensor ``w`` with the group's axis first (``repeat`` consecutive entries per unit
     folded into the rest)."""
-    moved = w.movedim(axis, 0)
-    return moved.reshape(units, -1) if repeat == 1 else moved.reshape(units, repeat, -1).reshape(units, -1)
+    # with the axis first, unit u owns rows u*repeat .. u*repeat+repeat-1, so one reshape groups them
+    return w.movedim(axis, 0).reshape(units, -1)
 
 
 def _check(layout: ParamLayout, a: torch.Tensor, b: torch.Tensor) -> None:

@@ -38,7 +38,7 @@ from weightnets.compose.methods import (
     resolve,
     scaled_models,
 )
-from weightnets.compose.taskset import CompositionError, CompositionProblem
+from weightnets.compose.taskset import CompositionError, CompositionProblem, task_label
 from weightnets.evaluate import evaluate_on_tasks, task_examples
 from zoo import UnknownNameError
 
@@ -115,14 +115,10 @@ def selection_data(problem: CompositionProblem, options: ComposeOptions) -> tupl
     """One labelled ``(x, y)`` per task to select or fit on, and its description: ``shots`` examples per
     class (:func:`~weightnets.compose.data.few_shot`), else the validation split."""
     if options.shots is not None:
-        data = [few_shot(task, options.shots, options.seed + t, name=_task_name(problem, t))
+        data = [few_shot(task, options.shots, options.seed + t, name=task_label(problem, t))
                 for t, task in enumerate(problem.tasks)]
         return data, f"{options.shots} labelled examples per class per task (training split, seed {options.seed})"
     return [task_examples(task, "val") for task in problem.tasks], "validation split (20% of each training split)"
-
-
-def _task_name(problem: CompositionProblem, t: int) -> str:
-    return f"task {problem.task_keys[t]} (child {problem.child_ids[t]})" if problem.child_ids else f"task {t}"
 
 
 def _mean_accuracy(flat: torch.Tensor, problem: CompositionProblem, data: list[tuple]) -> np.ndarray:
@@ -356,14 +352,6 @@ def evaluate_composition(problem: CompositionProblem, flat: torch.Tensor, split:
         src = evaluate_on_tasks(models[:2], problem.arch, [problem.base_task], split).acc[:, 0]
         report.source_acc = (float(src[0]), float(src[1]))
     return report
-
-
-def grid_size(options: ComposeOptions, name: str) -> int:
-    """Number of candidates a merge method scores during selection."""
-    m = get_method(name)
-    extra = len(options.densities) if m.sparsify == "magnitude" else (
-        len(options.drop_probabilities) if m.sparsify == "random" else 1)
-    return extra * (len(options.scales) if "scale" in m.tune else 1)
 
 
 __all__ = ["ComposeOptions", "Composition", "TaskReport", "composer_names", "evaluate_composition", "get_composer",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -209,7 +208,8 @@ def check_same_base(a: TaskVectors, b: TaskVectors, names: tuple[str, str] = ("a
                                f"(largest weight difference {diff:.3g}); compose task vectors of one base")
 
 
-def class_counts(y: torch.Tensor) -> dict[int, int]:
-    """``{label: count}`` of a label vector."""
-    labels, counts = np.unique(y.numpy(), return_counts=True)
-    return {int(k): int(v) for k, v in zip(labels, counts)}
+def task_label(problem: CompositionProblem, t: int) -> str:
+    """How errors name task ``t``: its task key and child id when read from a zoo."""
+    if problem.child_ids:
+        return f"task {problem.task_keys[t]} (child {problem.child_ids[t]})"
+    return f"task {t}"
