@@ -11,7 +11,9 @@ TIES (Yadav et al. 2023), per task ``t`` and block ``k`` of ``n_k`` elements:
    (``sign="count"``); ``γ[i] = sign(S[i])`` (``0`` when ``S[i] = 0``).
 3. *Disjoint merge*: ``A_t[i] = kept_t[i] ∧ sign(τ_t[i]) = γ[i]``;
    ``mean="disjoint"``: ``τ_m[i] = Σ_t A_t w_t τ_t / max(1, Σ_t A_t)`` (the paper when ``w = 1``);
-   ``mean="weighted"``: ``τ_m[i] = Σ_t A_t w_t τ_t / Σ_t A_t w_t`` and 0 where that sum is 0 (mergekit).
+   ``mean="weighted"``: ``τ_m[i] = Σ_t A_t w_t τ_t / Σ_t A_t w_t`` and 0 where that sum is 0 (mergekit);
+   ``mean="sum"``: ``τ_m[i] = Σ_t A_t w_t τ_t`` (no division: the TIES repository's "dis-sum",
+   mergekit with ``normalize: false``, e.g. its ``dare_ties``).
 4. ``out = base + scale · τ_m`` (``base`` optional).
 
 DARE (Yu et al. 2024): ``DARE(τ_t)[i] = τ_t[i] · [u(seed, t, i) ≥ p] / (1 − p)`` (no division when
@@ -19,6 +21,15 @@ DARE (Yu et al. 2024): ``DARE(τ_t)[i] = τ_t[i] · [u(seed, t, i) ≥ p] / (1 �
 ``key_t = h((h(seed mod 2³²) + 0x9E3779B9 · (t + 1)) mod 2³²)``, ``u = (h(i XOR key_t) >> 8) / 2²⁴`` where ``h`` is
 the "lowbias32" finaliser. The mask depends only on ``(seed, t, i)``, so the PyTorch and Triton paths,
 CPU and GPU, and any chunking agree bit for bit.
+
+Non-finite entries (NaN, ±inf) of ``stack`` or ``base``: **the damage stays at its position**, on both
+backends alike. An output element is non-finite exactly when an input element it depends on is, and
+every other output element equals the result for the same inputs with the non-finite entries of
+``stack`` replaced by 0. For TIES that means: a non-finite ``τ_t[i]`` counts as 0 in the trim
+thresholds, the sign election and the disjoint merge of every other position, and ``out[i]`` is NaN.
+DARE never drops a non-finite entry (it passes through, rescaled), so ``dare(...)[t, i]`` and
+``dare_merge(...)[i]`` are non-finite there. Non-finite ``weights`` are refused (``ValueError``): a
+weight touches every position.
 """
 
 from __future__ import annotations
@@ -45,10 +56,17 @@ def _keep_count(density: float, n: int) -> int:
     return min(n, int(math.ceil(round(density * n, 6))))
 
 
+def _finite_magnitude(x: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
+    """``|x|`` in ``acc`` with non-finite entries counted as 0 (they never take a keep slot)."""
+    mag = x.abs().to(acc)
+    return torch.where(torch.isfinite(mag), mag, torch.zeros((), dtype=acc, device=mag.device))
+
+
 def ties_thresholds(stack: torch.Tensor, density: float, spec: BlockSpec) -> torch.Tensor:
     """``[T, n_blocks]`` trim thresholds θ (accumulation dtype): the ``ceil(density·n_k)``-th largest
-    magnitude of each task vector in each block; ``+inf`` where nothing is kept. Extra memory is one
-    block's magnitudes at a time (``[T, n_k]`` when ``T·n_k ≤ 2**24``, else ``[n_k]``)."""
+    magnitude of each task vector in each block, non-finite entries counted as 0; ``+inf`` where
+    nothing is kept. Extra memory is one block's magnitudes at a time (``[T, n_k]`` when
+    ``T·n_k ≤ 2**24``, else ``[n_k]``)."""
     T = stack.shape[0]
     acc = acc_dtype(stack.dtype)
     thr = torch.empty(T, spec.n_blocks, dtype=acc, device=stack.device)
@@ -58,11 +76,11 @@ def ties_thresholds(stack: torch.Tensor, density: float, spec: BlockSpec) -> tor
             thr[:, k] = math.inf
             continue
         if T * size <= (1 << 24):
-            mag = stack[:, off:off + size].abs().to(acc)
+            mag = _finite_magnitude(stack[:, off:off + size], acc)
             thr[:, k] = torch.kthvalue(mag, size - m + 1, dim=1).values
         else:
             for t in range(T):
-                thr[t, k] = torch.kthvalue(stack[t, off:off + size].abs().to(acc), size - m + 1).values
+                thr[t, k] = torch.kthvalue(_finite_magnitude(stack[t, off:off + size], acc), size - m + 1).values
     return thr
 
 
@@ -109,13 +127,17 @@ def dare_uniform(key: int | torch.Tensor, start: int, end: int, device: torch.de
 def ties_reference(stack: torch.Tensor, thr: torch.Tensor, weights: torch.Tensor, base: torch.Tensor | None,
                    spec: BlockSpec, scale: float, sign: str, mean: str) -> torch.Tensor:
     """Reference TIES merge: stack ``[T, N]``, thresholds ``[T, nb]``, weights ``[T]`` → ``[N]``.
-    Walks the vector in windows (``[T, window]`` temporaries only)."""
+    Walks the vector in windows (``[T, window]`` temporaries only). Non-finite entries count as 0 and
+    make their position NaN (module docstring)."""
     T, N = stack.shape
     acc = acc_dtype(stack.dtype)
     w = weights.to(acc)[:, None]
     out = torch.empty(N, dtype=stack.dtype, device=stack.device)
+    zero = torch.zeros((), dtype=acc, device=stack.device)
     for s, e, k0, k1, sizes in spec.segments(_WINDOW):
-        x = stack[:, s:e].to(acc)
+        raw = stack[:, s:e].to(acc)
+        finite = torch.isfinite(raw)
+        x = torch.where(finite, raw, zero)
         th = torch.repeat_interleave(thr[:, k0:k1], torch.tensor(sizes, device=stack.device), dim=1)
         keep = (x.abs() >= th) & (x != 0)
         if sign == "count":
@@ -125,17 +147,29 @@ def ties_reference(stack: torch.Tensor, thr: torch.Tensor, weights: torch.Tensor
         gamma = torch.sign(S)
         agree = keep & (x * gamma > 0)
         num = (agree * w * x).sum(0)
-        den = (agree * w).sum(0) if mean == "weighted" else agree.to(acc).sum(0)
-        merged = torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
+        if mean == "sum":
+            merged = num
+        else:
+            den = (agree * w).sum(0) if mean == "weighted" else agree.to(acc).sum(0)
+            merged = torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), zero)
         merged = merged * scale
         if base is not None:
             merged = merged + base[s:e].to(acc)
+        merged = torch.where(finite.all(0), merged, torch.full((), math.nan, dtype=acc, device=stack.device))
         out[s:e] = merged.to(stack.dtype)
     return out
 
 
-def dare_reference(stack: torch.Tensor, keys: torch.Tensor, p: float, rescale: bool) -> torch.Tensor:
-    """Reference DARE: stack ``[T, N]`` → ``[T, N]`` (windowed; masks from :func:`dare_uniform`)."""
+def _dare_keep(u: torch.Tensor, x: torch.Tensor, p: float, pass_nonfinite: bool) -> torch.Tensor:
+    keep = u >= p
+    return keep | ~torch.isfinite(x) if pass_nonfinite else keep
+
+
+def dare_reference(stack: torch.Tensor, keys: torch.Tensor, p: float, rescale: bool,
+                   pass_nonfinite: bool = True) -> torch.Tensor:
+    """Reference DARE: stack ``[T, N]`` → ``[T, N]`` (windowed; masks from :func:`dare_uniform`).
+    Non-finite entries are never dropped unless ``pass_nonfinite=False`` (the backward pass, which
+    applies the plain mask to the incoming gradient)."""
     T, N = stack.shape
     acc = acc_dtype(stack.dtype)
     out = torch.empty_like(stack)
@@ -144,14 +178,16 @@ def dare_reference(stack: torch.Tensor, keys: torch.Tensor, p: float, rescale: b
         e = min(s + _WINDOW, N)
         for t in range(T):
             u = dare_uniform(key_list[t], s, e, stack.device)
-            y = torch.where(u >= p, stack[t, s:e].to(acc), torch.zeros((), dtype=acc, device=stack.device))
+            x = stack[t, s:e].to(acc)
+            y = torch.where(_dare_keep(u, x, p, pass_nonfinite), x, torch.zeros((), dtype=acc, device=stack.device))
             out[t, s:e] = (y * (1.0 / (1.0 - p)) if rescale else y).to(stack.dtype)
     return out
 
 
 def dare_merge_reference(stack: torch.Tensor, keys: torch.Tensor, weights: torch.Tensor, base: torch.Tensor | None,
                          p: float, rescale: bool) -> torch.Tensor:
-    """Reference fused DARE merge: ``[N] = base + Σ_t w_t · DARE(τ_t)`` (windowed, no ``[T, N]``)."""
+    """Reference fused DARE merge: ``[N] = base + Σ_t w_t · DARE(τ_t)`` (windowed, no ``[T, N]``;
+    non-finite entries are never dropped)."""
     T, N = stack.shape
     acc = acc_dtype(stack.dtype)
     w = weights.to(acc)
@@ -162,7 +198,8 @@ def dare_merge_reference(stack: torch.Tensor, keys: torch.Tensor, weights: torch
         a = base[s:e].to(acc) if base is not None else torch.zeros(e - s, dtype=acc, device=stack.device)
         for t in range(T):
             u = dare_uniform(key_list[t], s, e, stack.device)
-            y = torch.where(u >= p, stack[t, s:e].to(acc), torch.zeros((), dtype=acc, device=stack.device)) * w[t]
+            x = stack[t, s:e].to(acc)
+            y = torch.where(_dare_keep(u, x, p, True), x, torch.zeros((), dtype=acc, device=stack.device)) * w[t]
             a = a + (y * (1.0 / (1.0 - p)) if rescale else y)
         out[s:e] = a.to(stack.dtype)
     return out
@@ -178,7 +215,7 @@ def _ties_op(stack: torch.Tensor, thr: torch.Tensor, weights: torch.Tensor, base
 
         return tl_merge.ties(stack.contiguous(), thr.contiguous(), weights.contiguous(),
                              None if base is None else base.contiguous(), spec, scale, sign == "count",
-                             mean == "weighted")
+                             mean)
     return ties_reference(stack, thr, weights, base, spec, scale, sign, mean)
 
 
@@ -188,29 +225,32 @@ def _(stack, thr, weights, base, sizes, scale, sign, mean, backend):
 
 
 @torch.library.custom_op("weightzoo_kernels::dare", mutates_args=())
-def _dare_op(stack: torch.Tensor, keys: torch.Tensor, p: float, rescale: bool, backend: str) -> torch.Tensor:
+def _dare_op(stack: torch.Tensor, keys: torch.Tensor, p: float, rescale: bool, pass_nonfinite: bool,
+             backend: str) -> torch.Tensor:
     if backend == "triton":
         from kernels import tl_merge
 
-        return tl_merge.dare(stack.contiguous(), keys.contiguous(), p, rescale)
-    return dare_reference(stack, keys, p, rescale)
+        return tl_merge.dare(stack.contiguous(), keys.contiguous(), p, rescale, pass_nonfinite)
+    return dare_reference(stack, keys, p, rescale, pass_nonfinite)
 
 
 @_dare_op.register_fake
-def _(stack, keys, p, rescale, backend):
+def _(stack, keys, p, rescale, pass_nonfinite, backend):
     return torch.empty_like(stack)
 
 
 def _dare_setup(ctx, inputs, output):
-    _, keys, p, rescale, backend = inputs
+    _, keys, p, rescale, _, backend = inputs
     ctx.save_for_backward(keys)
     ctx.args = (p, rescale, backend)
 
 
 def _dare_backward(ctx, grad):
+    # the derivative of a kept entry is 1/(1-p) (or 1), of a dropped one 0: the plain mask, whatever
+    # the incoming gradient holds
     (keys,) = ctx.saved_tensors
     p, rescale, backend = ctx.args
-    return _dare_op(grad.contiguous(), keys, p, rescale, backend), None, None, None, None
+    return _dare_op(grad.contiguous(), keys, p, rescale, False, backend), None, None, None, None, None
 
 
 _dare_op.register_autograd(_dare_backward, setup_context=_dare_setup)
@@ -245,13 +285,17 @@ def _check_stack(stack: torch.Tensor, base: torch.Tensor | None, weights: torch.
     check_tensor(weights, "weights", ndim=1)
     if weights.shape[0] != stack.shape[0]:
         raise ValueError(f"{op}: weights have shape {list(weights.shape)}, expected [{stack.shape[0]}] (one per task)")
+    bad = torch.nonzero(~torch.isfinite(weights)).flatten().tolist()
+    if bad:
+        raise ValueError(f"{op}: weights of tasks {bad} are not finite ({weights[bad].tolist()}); a weight "
+                         "touches every position, so non-finite weights are refused")
     check_same_device(stack=stack, base=base, weights=weights)
     return weights.to(acc_dtype(stack.dtype))
 
 
 def ties_merge(stack: torch.Tensor, density: float, blocks: BlockSpec | ParamLayout | Sequence[int] | None = None, *,
                weights: torch.Tensor | None = None, base: torch.Tensor | None = None, scale: float = 1.0,
-               sign: Literal["sum", "count"] = "sum", mean: Literal["disjoint", "weighted"] = "disjoint",
+               sign: Literal["sum", "count"] = "sum", mean: Literal["disjoint", "weighted", "sum"] = "disjoint",
                backend: Backend = "auto") -> torch.Tensor:
     """TIES merge of task vectors ``stack [T, N]`` → ``[N]`` (``base + scale · τ_m`` when ``base`` is given).
 
@@ -263,7 +307,10 @@ def ties_merge(stack: torch.Tensor, density: float, blocks: BlockSpec | ParamLay
         sign: ``"sum"`` elects the sign of the weighted trimmed sum (paper, PEFT ``"total"``, mergekit
             ``"sum"``); ``"count"`` the majority of signs (PEFT ``"frequency"``, mergekit ``"count"``).
         mean: ``"disjoint"`` divides by the number of agreeing tasks (paper, PEFT); ``"weighted"`` by the
-            sum of their weights (mergekit with ``normalize``).
+            sum of their weights (mergekit with ``normalize``); ``"sum"`` does not divide (the TIES
+            repository's "dis-sum", mergekit with ``normalize: false``).
+    Non-finite entries of ``stack``/``base`` make only their own position NaN (they count as 0
+    everywhere else); non-finite ``weights`` raise ``ValueError``.
     Not differentiable. Exact rules in the module docstring.
     """
     weights = _check_stack(stack, base, weights, "ties_merge")
@@ -271,8 +318,8 @@ def ties_merge(stack: torch.Tensor, density: float, blocks: BlockSpec | ParamLay
         raise ValueError(f"ties_merge: density must be in [0, 1], got {density}")
     if sign not in ("sum", "count"):
         raise ValueError(f"ties_merge: sign must be 'sum' or 'count', got {sign!r}")
-    if mean not in ("disjoint", "weighted"):
-        raise ValueError(f"ties_merge: mean must be 'disjoint' or 'weighted', got {mean!r}")
+    if mean not in ("disjoint", "weighted", "sum"):
+        raise ValueError(f"ties_merge: mean must be 'disjoint', 'weighted' or 'sum', got {mean!r}")
     spec = as_block_spec(blocks, stack.shape[1])
     chosen = resolve_backend(backend, stack, base, weights, op="ties_merge")
     with torch.no_grad():
@@ -289,18 +336,20 @@ def _check_p(p: float, op: str) -> float:
 def dare(stack: torch.Tensor, p: float, seed: int, *, rescale: bool = True, backend: Backend = "auto") -> torch.Tensor:
     """DARE: drop each entry of ``stack [T, N]`` with probability ``p`` and rescale the rest by
     ``1 / (1 − p)``; returns ``[T, N]``. Deterministic in ``(seed, t, i)``; differentiable in ``stack``
-    (the gradient is masked and rescaled the same way)."""
+    (the gradient is masked and rescaled the same way). Non-finite entries are never dropped, so they
+    stay non-finite at their own position."""
     _check_stack(stack, None, None, "dare")
     p = _check_p(p, "dare")
     chosen = resolve_backend(backend, stack, op="dare")
-    return _dare_op(stack, dare_keys(seed, stack.shape[0], stack.device), p, bool(rescale), chosen)
+    return _dare_op(stack, dare_keys(seed, stack.shape[0], stack.device), p, bool(rescale), True, chosen)
 
 
 def dare_merge(stack: torch.Tensor, p: float, seed: int, *, weights: torch.Tensor | None = None,
                base: torch.Tensor | None = None, rescale: bool = True, backend: Backend = "auto") -> torch.Tensor:
     """Fused DARE + task arithmetic: ``[N] = base + Σ_t weights[t] · DARE(stack[t])`` (PEFT's
     ``dare_linear``, mergekit's ``dare_linear`` without normalisation) without a ``[T, N]`` temporary.
-    Uses the same masks as :func:`dare` for the same ``seed``. Not differentiable."""
+    Uses the same masks as :func:`dare` for the same ``seed`` (non-finite entries are never dropped:
+    ``out[i]`` is non-finite exactly where an input at ``i`` is). Not differentiable."""
     weights = _check_stack(stack, base, weights, "dare_merge")
     p = _check_p(p, "dare_merge")
     chosen = resolve_backend(backend, stack, base, weights, op="dare_merge")

@@ -1,4 +1,9 @@
-"""Triton kernels for :mod:`kernels.merge` (TIES and DARE)."""
+"""Triton kernels for :mod:`kernels.merge` (TIES and DARE).
+
+Non-finite entries follow :mod:`kernels.merge`'s rule: ``|x| < inf`` is false for NaN and ±inf, so
+such an entry is never kept by TIES (it counts as 0) and makes its own output NaN; DARE never drops
+it. The PyTorch reference does the same, element for element.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +28,9 @@ def _hash32(x):
 @triton.jit
 def _ties_kernel(stack_ptr, thr_ptr, w_ptr, base_ptr, out_ptr, chunk_block_ptr, chunk_start_ptr, chunk_end_ptr,
                  T, N, NB, scale,
-                 HAS_BASE: tl.constexpr, SIGN_COUNT: tl.constexpr, WEIGHTED_MEAN: tl.constexpr,
+                 HAS_BASE: tl.constexpr, SIGN_COUNT: tl.constexpr, MEAN: tl.constexpr,
                  ACC: tl.constexpr, BLOCK_N: tl.constexpr):
+    # MEAN: 0 disjoint (divide by the count of agreeing tasks), 1 weighted (by their weights), 2 sum
     cid = tl.program_id(0)
     blk = tl.load(chunk_block_ptr + cid).to(tl.int64)
     start = tl.load(chunk_start_ptr + cid)
@@ -33,11 +39,15 @@ def _ties_kernel(stack_ptr, thr_ptr, w_ptr, base_ptr, out_ptr, chunk_block_ptr, 
     mask = offs < end
     # pass 1: elect the sign from the trimmed (weighted) sum or from the count of signs
     s = tl.zeros([BLOCK_N], dtype=ACC)
+    damaged = tl.zeros([BLOCK_N], dtype=tl.int32)
     x_ptrs = stack_ptr + offs
     thr_p = thr_ptr + blk
     w_p = w_ptr
     for t in range(T):
         x = tl.load(x_ptrs, mask=mask, other=0.0).to(ACC)
+        finite = tl.abs(x) < float("inf")
+        damaged = damaged | tl.where(finite, 0, 1)
+        x = tl.where(finite, x, 0.0)
         thr = tl.load(thr_p).to(ACC)
         w = tl.load(w_p).to(ACC)
         keep = (tl.abs(x) >= thr) & (x != 0.0)
@@ -57,27 +67,32 @@ def _ties_kernel(stack_ptr, thr_ptr, w_ptr, base_ptr, out_ptr, chunk_block_ptr, 
     w_p = w_ptr
     for t in range(T):
         x = tl.load(x_ptrs, mask=mask, other=0.0).to(ACC)
+        x = tl.where(tl.abs(x) < float("inf"), x, 0.0)
         thr = tl.load(thr_p).to(ACC)
         w = tl.load(w_p).to(ACC)
         agree = (tl.abs(x) >= thr) & (x * gamma > 0.0)
         num += tl.where(agree, w * x, 0.0)
-        if WEIGHTED_MEAN:
+        if MEAN == 1:
             den += tl.where(agree, w, 0.0)
         else:
             den += tl.where(agree, 1.0, 0.0).to(ACC)
         x_ptrs += N
         thr_p += NB
         w_p += 1
-    safe = tl.where(den != 0.0, den, 1.0)
-    merged = tl.where(den != 0.0, num / safe, 0.0) * scale
+    if MEAN == 2:
+        merged = num * scale
+    else:
+        safe = tl.where(den != 0.0, den, 1.0)
+        merged = tl.where(den != 0.0, num / safe, 0.0) * scale
     if HAS_BASE:
         merged += tl.load(base_ptr + offs, mask=mask, other=0.0).to(ACC)
+    merged = tl.where(damaged != 0, float("nan"), merged)
     tl.store(out_ptr + offs, merged.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _dare_kernel(stack_ptr, key_ptr, out_ptr, N, p, inv_keep, RESCALE: tl.constexpr, ACC: tl.constexpr,
-                 BLOCK_N: tl.constexpr):
+def _dare_kernel(stack_ptr, key_ptr, out_ptr, N, p, inv_keep, RESCALE: tl.constexpr, PASS_NONFINITE: tl.constexpr,
+                 ACC: tl.constexpr, BLOCK_N: tl.constexpr):
     pid = tl.program_id(0)
     t = tl.program_id(1).to(tl.int64)
     offs = pid.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)
@@ -86,7 +101,10 @@ def _dare_kernel(stack_ptr, key_ptr, out_ptr, N, p, inv_keep, RESCALE: tl.conste
     h = _hash32(offs.to(tl.uint32) ^ key)
     u = (h >> 8).to(tl.float32) * (1.0 / 16777216.0)
     x = tl.load(stack_ptr + t * N + offs, mask=mask, other=0.0).to(ACC)
-    y = tl.where(u >= p, x, 0.0)
+    keep = u >= p
+    if PASS_NONFINITE:
+        keep = keep | (tl.abs(x) >= float("inf")) | (x != x)
+    y = tl.where(keep, x, 0.0)
     if RESCALE:
         y = y * inv_keep
     tl.store(out_ptr + t * N + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
@@ -110,7 +128,8 @@ def _dare_merge_kernel(stack_ptr, key_ptr, w_ptr, base_ptr, out_ptr, T, N, p, in
         u = (_hash32(idx ^ key) >> 8).to(tl.float32) * (1.0 / 16777216.0)
         x = tl.load(x_ptrs, mask=mask, other=0.0).to(ACC)
         w = tl.load(w_p).to(ACC)
-        y = tl.where(u >= p, x, 0.0) * w
+        keep = (u >= p) | (tl.abs(x) >= float("inf")) | (x != x)
+        y = tl.where(keep, x, 0.0) * w
         if RESCALE:
             y = y * inv_keep
         acc += y
@@ -124,8 +143,11 @@ def _acc(dtype: torch.dtype):
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+_MEANS = {"disjoint": 0, "weighted": 1, "sum": 2}
+
+
 def ties(stack: torch.Tensor, thr: torch.Tensor, weights: torch.Tensor, base: torch.Tensor | None, spec: BlockSpec,
-         scale: float, sign_count: bool, weighted_mean: bool) -> torch.Tensor:
+         scale: float, sign_count: bool, mean: str) -> torch.Tensor:
     """``[N]`` TIES merge of contiguous stack ``[T, N]`` with per-(task, block) thresholds ``[T, nb]``."""
     T, N = stack.shape
     out = torch.empty(N, dtype=stack.dtype, device=stack.device)
@@ -133,18 +155,19 @@ def ties(stack: torch.Tensor, thr: torch.Tensor, weights: torch.Tensor, base: to
     cblock, cstart, cend = spec.chunk_table(block_n, stack.device)
     _ties_kernel[(cblock.numel(),)](stack, thr, weights, base if base is not None else stack, out, cblock, cstart,
                                     cend, T, N, spec.n_blocks, float(scale), HAS_BASE=base is not None,
-                                    SIGN_COUNT=sign_count, WEIGHTED_MEAN=weighted_mean, ACC=_acc(stack.dtype),
+                                    SIGN_COUNT=sign_count, MEAN=_MEANS[mean], ACC=_acc(stack.dtype),
                                     BLOCK_N=block_n)
     return out
 
 
-def dare(stack: torch.Tensor, keys: torch.Tensor, p: float, rescale: bool) -> torch.Tensor:
-    """``[T, N]`` DARE drop-and-rescale of contiguous stack ``[T, N]`` with per-task keys ``[T]`` int64."""
+def dare(stack: torch.Tensor, keys: torch.Tensor, p: float, rescale: bool, pass_nonfinite: bool = True) -> torch.Tensor:
+    """``[T, N]`` DARE drop-and-rescale of contiguous stack ``[T, N]`` with per-task keys ``[T]`` int64
+    (non-finite entries are never dropped unless ``pass_nonfinite=False``)."""
     T, N = stack.shape
     out = torch.empty_like(stack)
     block_n = 1024
     _dare_kernel[(triton.cdiv(N, block_n), T)](stack, keys, out, N, float(p), 1.0 / (1.0 - p), RESCALE=rescale,
-                                               ACC=_acc(stack.dtype), BLOCK_N=block_n)
+                                               PASS_NONFINITE=pass_nonfinite, ACC=_acc(stack.dtype), BLOCK_N=block_n)
     return out
 
 

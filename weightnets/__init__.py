@@ -5,6 +5,8 @@
 * :mod:`weightnets.data` — ``ZooDataModule``: a zoo as a LightningDataModule (targets, views, splits).
 * :mod:`weightnets.metrics` — the shared torchmetrics (label_acc, subset_acc, map, kendall_tau, ...).
 * :mod:`weightnets.probes` — ProbeX with tree experts, Dense, StatNN and NFN learners (docs/WEIGHTNETS.md).
+* :mod:`weightnets.compose` — task-vector composition: merge methods, learned coefficients (AdaMerging,
+  aTLAS), CMA-ES, weight matching, robust weight signatures (``docs/COMPOSE.md``).
 
 ``weightnets`` never imports :mod:`generators` (checked by import-linter).
 """
@@ -12,8 +14,8 @@
 from __future__ import annotations
 
 from weightnets.data import DataSpec, ZooDataModule
-from weightnets.evaluate import Evaluation, evaluate_weights, validation_split
+from weightnets.evaluate import Evaluation, evaluate_on_tasks, evaluate_weights, validation_split
 from weightnets.probes import NFN, LayerProbe, ProbeX, StatNN, StatNNBoosting
 
 __all__ = ["DataSpec", "Evaluation", "LayerProbe", "NFN", "ProbeX", "StatNN", "StatNNBoosting", "ZooDataModule",
-           "evaluate_weights", "validation_split"]
+           "evaluate_on_tasks", "evaluate_weights", "validation_split"]

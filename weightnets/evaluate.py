@@ -130,3 +130,19 @@ def evaluate_weights(flat: torch.Tensor, arch: nn.Module, x: torch.Tensor, y: to
     acc[bad] = np.nan
     mean_loss[bad] = np.nan
     return Evaluation(acc, mean_loss)
+
+
+def evaluate_on_tasks(flat: torch.Tensor, arch: nn.Module, tasks: "list[TaskData]", split: Split = "test", *,
+                      backend: kernels.Backend = "auto") -> Evaluation:
+    """Accuracy and loss of ``P`` weight vectors on each of ``T`` tasks' ``split``: an
+    :class:`Evaluation` whose ``acc`` and ``loss`` are ``[P, T]`` (NaN rows for non-finite weights).
+    Each task is one batched :func:`evaluate_weights` pass over all ``P`` models."""
+    if flat.dim() == 1:
+        flat = flat[None]
+    acc = np.empty((flat.shape[0], len(tasks)))
+    loss = np.empty((flat.shape[0], len(tasks)))
+    for t, task in enumerate(tasks):
+        x, y = task_examples(task, split)
+        ev = evaluate_weights(flat, arch, x, y, backend=backend)
+        acc[:, t], loss[:, t] = ev.acc, ev.loss
+    return Evaluation(acc, loss)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from weightzoo.commands import download, fit, generate, info, interchange, landscape, phases, schema
+from weightzoo.commands import compose, download, fit, generate, info, interchange, landscape, phases, schema
 
 # Order of the groups in ``weightzoo --help``.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -22,4 +22,5 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     interchange.register,  # import, export
     schema.register,       # schema
     fit.register,          # fit (weightnets, LightningCLI)
+    compose.register,      # compose (weightnets.compose)
 ]
