@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from zoo.commands import download, fit, generate, info, interchange, landscape, phases
+from zoo.commands import download, fit, generate, info, interchange, landscape, phases, sample
 
 # Order of the groups in ``weightzoo --help``.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -21,4 +21,5 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     download.register,    # download
     interchange.register,  # import, export
     fit.register,          # fit (weightnets, LightningCLI)
+    sample.register,       # sample (weightnets.generative)
 ]
