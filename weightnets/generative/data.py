@@ -304,13 +304,12 @@ class GenerationData(LightningDataModule):
         for part in ("val", "test"):
             self._examples[(key, part)] = task_examples(task, part)
         fit_x, fit_y = validation_split(task)[0]
-        if self.support_k > 0:
-            if self.support_k > len(fit_y):
-                raise ZooError(f"data.support_k: {self.support_k} is larger than task {key}'s training set available "
-                               f"for support ({len(fit_y)} examples)")
-            gen = np.random.default_rng([self.seed, zlib.crc32(key.encode())])
-            pick = np.sort(gen.choice(len(fit_y), size=min(self.support_pool, len(fit_y)), replace=False))
-            self._pools[key] = (fit_x[pick].clone(), fit_y[pick].clone())
+        if self.support_k > len(fit_y):
+            raise ZooError(f"data.support_k: {self.support_k} is larger than task {key}'s training set available "
+                           f"for support ({len(fit_y)} examples)")
+        gen = np.random.default_rng([self.seed, zlib.crc32(key.encode())])
+        pick = np.sort(gen.choice(len(fit_y), size=min(self.support_pool, len(fit_y)), replace=False))
+        self._pools[key] = (fit_x[pick].clone(), fit_y[pick].clone())
 
     def _pool(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
         if key not in self._pools:

@@ -394,7 +394,8 @@ def load_generator(path: str | Path) -> LatentDiffusion:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for files that are not checkpoints
-        raise ZooError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ZooError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {first})") from exc
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt:
         raise ZooError(f"{p}: not a weightzoo generator checkpoint (no '{CHECKPOINT_KEY}' record)")
     names = set(inspect.signature(LatentDiffusion.__init__).parameters) - {"self"}
