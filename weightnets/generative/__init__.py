@@ -8,9 +8,17 @@
 """
 
 from weightnets.generative.autoencoder import WeightAutoencoder
-from weightnets.generative.conditioning import ConditionEncoder, SupportSetEncoder, task_descriptor
+from weightnets.generative.conditioning import (
+           ConditionEncoder,
+           SupportSetEncoder,
+           task_descriptor,
+)
 from weightnets.generative.data import GenerationContext, GenerationData
-from weightnets.generative.diffusion import LatentDiffusion, load_generator, make_schedulers
+from weightnets.generative.diffusion import (
+           LatentDiffusion,
+           load_generator,
+           make_schedulers,
+)
 
 __all__ = ["ConditionEncoder", "GenerationContext", "GenerationData", "LatentDiffusion", "SupportSetEncoder",
            "WeightAutoencoder", "load_generator", "make_schedulers", "task_descriptor"]

@@ -32,7 +32,11 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from lightning.pytorch import LightningModule
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from weightnets.generative.autoencoder import CHECKPOINT_KEY, WeightAutoencoder, adamw_with_schedule
+from weightnets.generative.autoencoder import (
+    CHECKPOINT_KEY,
+    WeightAutoencoder,
+    adamw_with_schedule,
+)
 from weightnets.generative.conditioning import CONDITIONINGS, ConditionEncoder
 from weightnets.generative.data import GenerationContext, GenerationData
 from zoo import ZooError
