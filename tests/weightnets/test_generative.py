@@ -216,3 +216,39 @@ def test_predict_weights_matches_evaluate_weights(tree_quick):
     acc = evaluate_weights(w, arch, x, y).acc
     assert (pred[1] == -1).all() and np.isnan(acc[1])
     assert np.allclose((pred[[0, 2]] == y).double().mean(1).numpy(), acc[[0, 2]])
+
+
+def test_unconditional_pdiff_mode_on_one_tasks_checkpoints(tiny_zoo_path, tmp_path):
+    from weightnets.generative import LatentDiffusion
+    from weightnets.generative.sample import generate_requests, resolve_requests
+
+    z = zoo.open(tiny_zoo_path)
+    arch = sorted(z.architectures)[0]
+    task = str(z.models["task"][0])
+
+    def data():
+        return GenerationData(str(tiny_zoo_path), arch, target="weights", checkpoints=[1, 2], task=task,
+                              split_name="default", batch_size=4, train_repeats=10)
+
+    torch.manual_seed(0)
+    ae = WeightAutoencoder(view="chunks", chunk_size=16, d_model=16, n_heads=2, n_layers=1, latent_dim=8)
+    trainer = Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(ae, datamodule=data())
+    assert ae.context.target == "weights" and ae.context.base_ids == [] and ae.context.task_filter == task
+    trainer.save_checkpoint(tmp_path / "ae.ckpt")
+    diff = LatentDiffusion(autoencoder=str(tmp_path / "ae.ckpt"), conditioning="none", hidden=16, n_blocks=1,
+                           cond_dim=8, cond_dropout=0.0, sample_steps=4)
+    trainer = Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, accelerator="cpu")
+    trainer.fit(diff, datamodule=data())
+    trainer.save_checkpoint(tmp_path / "diff.ckpt")
+    gen = load_generator(tmp_path / "diff.ckpt")
+    w = gen.generate(3, seed=1)
+    assert w.shape == (3, z.layout(arch).n_params) and torch.isfinite(w).all()
+    requests = resolve_requests(gen, z, "seen")
+    assert [r.task_key for r in requests] == [task] and requests[0].base_id == -1
+    (res,) = generate_requests(gen, z, requests, 2, seed=0)
+    assert res.weights.shape == (2, z.layout(arch).n_params) and np.isfinite(res.metrics["test_acc"]).all()
+    with pytest.raises(zoo.ZooError, match="unconditional"):
+        generate_requests(gen, z, requests, 2, guidance=2.0)

@@ -280,9 +280,11 @@ class GenerationData(LightningDataModule):
         """Targets ``[R_train, n_params]`` of the training rows (for normalisation statistics)."""
         return self.targets[torch.from_numpy(self.rows("train"))]
 
-    def _loader(self, part: str, train: bool) -> DataLoader:
+    def _loader(self, part: str, train: bool) -> DataLoader | list:
         rows = self.rows(part)
         if len(rows) == 0:
+            if part == "val":
+                return []  # Lightning then skips validation
             raise ZooError(f"{self.store}: split {self.context.split_name!r} has no {part} models in the selection")
         ds = _Rows(self, rows, random_support=train)
         if train:
@@ -292,7 +294,7 @@ class GenerationData(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
         return self._loader("val", False)
 
     def test_dataloader(self) -> DataLoader:

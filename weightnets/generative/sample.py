@@ -123,7 +123,10 @@ def resolve_requests(gen: LatentDiffusion, z: Zoo, tasks: str) -> list[Request]:
 
     def of_rows(rows: pd.DataFrame) -> list[Request]:
         out = []
-        for r in rows.sort_values(["task", "model_id"]).itertuples():
+        rows = rows.sort_values(["task", "model_id"])
+        if not ctx.base_ids:  # one request per task; its first model is the reference
+            rows = rows.drop_duplicates("task")
+        for r in rows.itertuples():
             base = ctx.base_ids.index(int(r.parent_id)) if ctx.base_ids else 0
             out.append(Request(base, int(r.parent_id) if ctx.base_ids else -1, str(r.task), dict(z.tasks[str(r.task)]),
                                int(r.model_id), f"model {int(r.model_id)}"))
