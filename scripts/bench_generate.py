@@ -427,6 +427,40 @@ def print_report(arch: str, agg: dict[str, Any], per_seed: list[dict[str, Any]])
     con.print(f"reconstruction (decoded test acc / original): {pm(agg['reconstruction_test_acc_ratio'])}")
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The tables of ``report`` as Markdown (what docs/GENERATE.md shows)."""
+    def pm(d: dict[str, float], digits: int = 3) -> str:
+        return "—" if d["mean"] is None else f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"
+
+    lines = []
+    for arch, rec in report["archs"].items():
+        agg, first = rec["aggregate"], rec["per_seed"][0]
+        loo = agg["loo_median_distance"]["mean"]
+        lines += [f"### {arch} ({first['n_requests']} held-out requests, N = {first['n']} samples each, "
+                  f"{len(rec['per_seed'])} seeds, mean ± std over seeds)", "",
+                  "| method | mean | median | max | best of N (val) | mean / reference | NN distance / LOO median | "
+                  "novelty | wrong-prediction agreement |", "|---|---|---|---|---|---|---|---|---|"]
+        for method, row in agg["table"].items():
+            label, many = METHODS[method]
+            nov = agg["novelty"][method]
+            cells = [label, pm(row["mean"]), pm(row["median"]) if many else "", pm(row["max"]) if many else "",
+                     pm(row["best_of_n_val"]) if many else "", pm(row["ratio_to_reference"]),
+                     f"{nov['median_nn_distance']['mean'] / loo:.2f}", nov["verdict"],
+                     pm(nov["wrong_prediction_agreement"], 2)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "| condition fidelity | requested task | swapped task | gap |", "|---|---|---|---|"]
+        for method, row in agg["fidelity"].items():
+            lines.append(f"| {METHODS[method][0]} | {pm(row['requested'])} | {pm(row['swapped'])} | {pm(row['gap'])} |")
+        if agg["head_start"]:
+            lines += ["", "| head start: fine-tuning from | epochs to 95 % of the child's accuracy | share of tasks "
+                      "reaching it |", "|---|---|---|"]
+            for label, row in agg["head_start"].items():
+                lines.append(f"| {label} | {pm(row['epochs_to_95pct_mean'], 2)} | {pm(row['reached_fraction'], 2)} |")
+        lines += ["", f"Reconstruction (decoded test accuracy / original, held-out models): "
+                      f"{pm(agg['reconstruction_test_acc_ratio'])}.", ""]
+    return "\n".join(lines)
+
+
 def figure(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -477,7 +511,11 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/generate.json"))
     p.add_argument("--figure", default=str(ROOT / "docs/img/generate_novelty.png"))
     p.add_argument("--quick", action="store_true", help="2 training epochs: a smoke test, not a result")
+    p.add_argument("--markdown", default=None, help="only print the tables of this results JSON as Markdown")
     args = p.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     torch.set_num_threads(1)
     store = Path(args.store)
     if not store.exists():
