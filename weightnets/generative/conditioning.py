@@ -100,6 +100,10 @@ class SupportSetEncoder(nn.Module):
     Each example becomes ``phi([x, onehot(y)])``; one self-attention block (SAB) lets examples see each
     other; pooling by multi-head attention with a learned seed query (PMA) gives one vector per set
     (Set Transformer, Lee et al. 2019, Sec. 3; used for dataset conditioning in D2NWG, Soro et al. 2025).
+    The set's label frequencies (the mean one-hot label, itself permutation-invariant) join the pooled
+    vector before the output layer: without this shortcut the attention path had to discover from
+    scratch which classes occur, and a class-subset generator conditioned on 16 examples reached only
+    about 80 % of the descriptor-conditioned one's accuracy on held-out tasks (docs/GENERATE.md).
     """
 
     def __init__(self, in_features: int, n_classes: int, cond_dim: int, d_model: int = 64, n_heads: int = 4) -> None:
@@ -111,14 +115,14 @@ class SupportSetEncoder(nn.Module):
                                               batch_first=True)
         self.seed = nn.Parameter(torch.randn(1, 1, d_model) / math.sqrt(d_model))
         self.pma = nn.MultiheadAttention(d_model, n_heads, batch_first=True)
-        self.out = nn.Linear(d_model, cond_dim)
+        self.out = nn.Linear(d_model + self.n_classes, cond_dim)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         b, k = y.shape
-        feats = torch.cat([x.reshape(b, k, -1).float(), F.one_hot(y, self.n_classes).float()], dim=-1)
-        h = self.sab(self.phi(feats))
+        onehot = F.one_hot(y, self.n_classes).float()
+        h = self.sab(self.phi(torch.cat([x.reshape(b, k, -1).float(), onehot], dim=-1)))
         pooled, _ = self.pma(self.seed.expand(b, -1, -1), h, h, need_weights=False)
-        return self.out(pooled[:, 0])
+        return self.out(torch.cat([pooled[:, 0], onehot.mean(1)], dim=-1))
 
 
 class ConditionEncoder(nn.Module):
