@@ -58,7 +58,6 @@ from weightnets.generative.baselines import (
     nearest_distances,
     nearest_seen,
     noisy_copies,
-    wrong_agreement,
 )
 from weightnets.generative.data import descriptor_of
 from weightnets.generative.sample import generate_requests, resolve_requests

@@ -10,6 +10,11 @@
 
 from __future__ import annotations
 
-from weightnets.evaluate import Evaluation, evaluate_weights, predict_weights, validation_split
+from weightnets.evaluate import (
+    Evaluation,
+    evaluate_weights,
+    predict_weights,
+    validation_split,
+)
 
 __all__ = ["Evaluation", "evaluate_weights", "predict_weights", "validation_split"]
