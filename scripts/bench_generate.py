@@ -487,7 +487,7 @@ def figure(report: dict[str, Any], path: Path) -> None:
         ax.axvline(1.0, color="k", ls="--", lw=1)
         ax.text(1.02, 0.02, "median leave-one-out\ndistance of training children", transform=ax.get_xaxis_transform(),
                 fontsize=8)
-        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlim(-0.05, None)
         ax.set_xlabel("L2 distance to the nearest training model / median leave-one-out distance")
         ax.set_ylabel("test accuracy on the requested (held-out) task")
         ax.set_title(f"{arch} (seed {seed0['seed']}): accuracy against novelty")
@@ -541,6 +541,9 @@ def main() -> None:
     report["machine"]["uptime_after"] = uptime()
     report["wall_time_s"] = time.perf_counter() - start
     figure(report, Path(args.figure))
+    scatter = {a: rec["per_seed"][0]["scatter"] for a, rec in report["archs"].items()}
+    Path(args.runs).mkdir(parents=True, exist_ok=True)
+    (Path(args.runs) / "scatter_seed0.json").write_text(json.dumps(scatter))  # the figure's points
     slim = json.loads(json.dumps(report))
     for arch in slim["archs"].values():
         for s in arch["per_seed"]:
