@@ -146,3 +146,28 @@ def evaluate_on_tasks(flat: torch.Tensor, arch: nn.Module, tasks: "list[TaskData
         ev = evaluate_weights(flat, arch, x, y, backend=backend)
         acc[:, t], loss[:, t] = ev.acc, ev.loss
     return Evaluation(acc, loss)
+
+
+@torch.no_grad()
+def predict_weights(flat: torch.Tensor, arch: nn.Module, x: torch.Tensor, *, models_per_pass: int = 64,
+                    examples_per_pass: int = 2048, backend: kernels.Backend = "auto") -> torch.Tensor:
+    """Predicted labels ``[P, n]`` int64 (argmax of the logits) of ``P`` weight vectors ``flat [P, n_params]``
+    on examples ``x [n, *input_shape]``, in the batched passes of :func:`evaluate_weights`. Rows of models
+    with non-finite weights are -1.
+
+    Raises ``ValueError`` when ``flat`` is not 2-D or ``x`` holds no examples.
+    """
+    if flat.dim() != 2:
+        raise ValueError(f"flat must be [models, params], got shape {list(flat.shape)}")
+    if len(x) == 0:
+        raise ValueError("x holds no examples")
+    finite = torch.isfinite(flat).all(dim=1)
+    safe = torch.where(finite[:, None], flat, torch.zeros((), dtype=flat.dtype))
+    out = torch.empty(flat.shape[0], len(x), dtype=torch.long)
+    for m0 in range(0, flat.shape[0], models_per_pass):
+        w = safe[m0:m0 + models_per_pass]
+        for e0 in range(0, len(x), examples_per_pass):
+            logits = kernels.population_forward(w, arch, x[e0:e0 + examples_per_pass], backend=backend)
+            out[m0:m0 + len(w), e0:e0 + examples_per_pass] = logits.argmax(-1)
+    out[~finite] = -1
+    return out

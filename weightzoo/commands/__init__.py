@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from weightzoo.commands import compose, download, fit, generate, info, interchange, landscape, phases, schema
+from weightzoo.commands import compose, download, fit, generate, info, interchange, landscape, phases, sample, schema
 
 # Order of the groups in ``weightzoo --help``.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -23,4 +23,5 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [
     schema.register,       # schema
     fit.register,          # fit (weightnets, LightningCLI)
     compose.register,      # compose (weightnets.compose)
+    sample.register,       # sample (weightnets.generative)
 ]
