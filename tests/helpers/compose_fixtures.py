@@ -3,31 +3,13 @@ generated once per test session, and a small composition problem built from tens
 
 from __future__ import annotations
 
-import atexit
-import functools
-import shutil
-import tempfile
-from pathlib import Path
-
 import torch
-import yaml
 
 import zoo
+from helpers.trees import tree_quick_path
 from weightnets.compose import CompositionProblem, TaskVectors, load_problem
 
-
-@functools.lru_cache(maxsize=None)
-def quick_tree_path() -> Path:
-    """``tree_quick`` (2 MLP bases x 6 children, seconds to generate), shared by every test module."""
-    from generators import generate
-    from generators.spec import resolve_spec_path
-
-    folder = Path(tempfile.mkdtemp(prefix="wz-compose-"))
-    atexit.register(shutil.rmtree, folder, True)
-    spec = yaml.safe_load(resolve_spec_path("tree_quick").read_text())
-    spec["landscape"] = False
-    generate(spec, folder / "tree.zarr", progress=False)
-    return folder / "tree.zarr"
+quick_tree_path = tree_quick_path
 
 
 def quick_tree() -> zoo.Zoo:

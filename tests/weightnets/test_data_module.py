@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from wn_planted import N_CLASSES, mixed_store, planted_store
+from helpers.planted import N_CLASSES, mixed_store, planted_store
 
 import kernels
 import zoo

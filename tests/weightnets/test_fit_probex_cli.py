@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from wn_planted import mixed_store, one_thread, planted_store, tree_quick_store
+from helpers.planted import mixed_store, one_thread, planted_store, tree_quick_store
 
 from weightzoo.cli import main
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from generative_helpers import one_thread, tiny_generator, tree_quick_store
+from helpers.generative import one_thread, tiny_generator, tree_quick_store
 from lightning.pytorch import Trainer
 
 import zoo

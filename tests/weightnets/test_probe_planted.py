@@ -3,7 +3,7 @@ the layer sweep picks the planted layer on validation; shapes, dtypes and parame
 
 import pytest
 import torch
-from wn_planted import fit_quietly, planted_store
+from helpers.planted import fit_quietly, planted_store
 
 from weightnets import LayerProbe, ProbeX, ZooDataModule
 from weightnets.probes import DenseProbe, TreeRouter
@@ -66,7 +66,7 @@ def test_probex_regression_on_a_single_layer_view(planted_tree):
 
 def test_a_saved_probe_loads_with_its_data_spec_and_predicts_the_same(planted_tree, tmp_path):
     import lightning.pytorch as pl
-    from wn_planted import one_thread
+    from helpers.planted import one_thread
 
     dm = ZooDataModule(planted_tree, target="classes", view="flat", batch_size=32, cache=True)
     module = LayerProbe(learner="probex", layer="auto", experts=True, r_u=4, d_v=4, r_t=8)

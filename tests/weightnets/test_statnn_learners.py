@@ -1,7 +1,7 @@
 """StatNN: the statistics view into an MLP head and into gradient-boosted trees, on the same data module."""
 
 import pytest
-from wn_planted import fit_quietly, mixed_store, planted_store
+from helpers.planted import fit_quietly, mixed_store, planted_store
 
 from weightnets import StatNN, StatNNBoosting, ZooDataModule
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers.trees import one_thread, tree_quick_path  # noqa: F401  (re-exported for the tests)
 from weightzoo.cli import main
 
 _CACHE: dict[str, Path] = {}
@@ -38,33 +39,9 @@ trainer: {{max_epochs: 4, accelerator: cpu, check_val_every_n_epoch: 2, enable_p
 """
 
 
-def one_thread():
-    """Context for a test: one torch thread (the machine is shared; more threads only contend), restored after."""
-    import contextlib
-
-    import torch
-
-    @contextlib.contextmanager
-    def ctx():
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-    return ctx()
-
-
-def tree_quick_store(factory) -> Path:
-    """The shipped tree_quick zoo (2 MLP bases, 6 children each), generated once."""
-    if "store" not in _CACHE:
-        from generators import generate
-
-        path = factory.mktemp("generative") / "tree_quick.zarr"
-        generate("tree_quick", path, progress=False)
-        _CACHE["store"] = path
-    return _CACHE["store"]
+def tree_quick_store(factory=None) -> Path:
+    """The shipped tree_quick zoo (2 MLP bases, 6 children each), generated once per session."""
+    return tree_quick_path()
 
 
 def _fit(args: list[str]) -> None:

@@ -10,13 +10,12 @@ linear function of ``layers.1``. A bool column ``class_<k>`` per class, ``tree_i
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pandas as pd
 import torch
 
 import zoo
+from helpers.trees import one_thread, tree_quick_path
 from zoo.architectures import architecture_record
 from zoo.splits import assign_split
 
@@ -71,13 +70,9 @@ def planted_store(tmp_path_factory) -> str:
     return str(path)
 
 
-def tree_quick_store(tmp_path_factory) -> str:
-    """The shipped ``tree_quick`` spec, generated (seconds)."""
-    from generators import generate
-
-    path = tmp_path_factory.mktemp("tree_quick") / "tree_quick.zarr"
-    generate("tree_quick", path, progress=False)
-    return str(path)
+def tree_quick_store(tmp_path_factory=None) -> str:
+    """The shipped ``tree_quick`` spec, generated once per session."""
+    return str(tree_quick_path())
 
 
 def fit_quietly(module, dm, max_epochs: int = 30):
@@ -90,17 +85,6 @@ def fit_quietly(module, dm, max_epochs: int = 30):
                              enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
         trainer.fit(module, datamodule=dm)
         return {k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False)[0].items()}
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is many times faster (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def make_mixed_grid(path, n: int = 24, seed: int = 1) -> zoo.Zoo:
