@@ -46,7 +46,6 @@ from zoo.tasks import build_task
 OPTIMIZER_STATES = {"sgd": 1, "adam": 2, "adamw": 2}
 
 
-@dataclass(frozen=True)
 @dataclass
 class PlannedPopulation:
     """One population of a plan: its models (id order), the architecture instances it mixes (narrow
