@@ -150,11 +150,13 @@ def training_threads(threads: int) -> Iterator[None]:
 
 def write_results(z: Zoo, job: TrainingJob, result: Any, only: set[int] | None = None) -> dict[str, int]:
     """Write every trained member of ``job`` (``result``: its :class:`PopulationResult`), or those in
-    ``only``; status counts."""
+    ``only``; status counts. A diverged model's metrics are NaN from its ``diverged_epoch`` on (and
+    wherever its weights are not finite): what non-finite weights "score" is no measurement."""
     versions = library_versions()
     counts = {"ok": 0, "diverged": 0, "failed": 0}
     per_model = result.wall_time_s / len(job.members)
     width = z._root["curves/train_loss"].shape[1]
+    epochs = np.asarray(sorted({int(e) for e in job.config.checkpoint_epochs}))  # the metrics' checkpoint axis
     for j, mid in enumerate(job.model_ids):
         if only is not None and mid not in only:
             continue
@@ -163,10 +165,16 @@ def write_results(z: Zoo, job: TrainingJob, result: Any, only: set[int] | None =
         status = "ok" if finite and result.diverged_epoch[j] < 0 else "diverged"
         record = {"wall_time_s": per_model, "population_size": len(job.members), "versions": versions,
                   "diverged_epoch": int(result.diverged_epoch[j]) if result.diverged_epoch[j] >= 0 else None}
+        metrics = {k: np.array(v[j], dtype=np.float32) for k, v in result.metrics.items()}
+        if status == "diverged":
+            after = ~torch.isfinite(w).all(dim=1).numpy()
+            if result.diverged_epoch[j] >= 0:
+                after |= epochs >= int(result.diverged_epoch[j])
+            for values in metrics.values():
+                values[after] = np.nan
         curve = np.full(width, np.nan, dtype=np.float32)  # models trained for fewer epochs than the widest
         curve[:result.curve.shape[1]] = result.curve[j]
-        z.write_model(mid, weights=w, metrics={k: v[j] for k, v in result.metrics.items()}, status=status,
-                      record=record, curve=curve)
+        z.write_model(mid, weights=w, metrics=metrics, status=status, record=record, curve=curve)
         counts[status] += 1
     return counts
 

@@ -96,7 +96,7 @@ class PhaseGridSchema(SpecModel):
     @classmethod
     def _null_means_default(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            data = {k: v for k, v in data.items() if not (k in ("landscape", "phases") and v is None)}
+            data = {k: v for k, v in data.items() if not (k in ("landscape", "phases", "population") and v is None)}
         return data
 
     @field_validator("task", mode="wrap")

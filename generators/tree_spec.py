@@ -307,7 +307,7 @@ class ModelTreeSchema(SpecModel):
     @classmethod
     def _null_means_default(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            data = {k: v for k, v in data.items() if not (k in ("landscape", "phases", "splits") and v is None)}
+            data = {k: v for k, v in data.items() if not (k in ("landscape", "phases", "splits", "population") and v is None)}
         return data
 
     @field_validator("task", mode="wrap")
