@@ -20,6 +20,7 @@ SHIPPED_HASHES = {
     "tree_quick": "4990c972b5c0edcd",
     "tree_probex": "c7b8cba6a158d09d",
     "hparam_mnist1d": "1c39cbc1c8251fb0",
+    "tree_compose": "7fb0b793c10b189a",
 }
 
 
