@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -247,7 +248,7 @@ def peft_ties(stack, weights, density=1.0, method="total"):
     return (weighted * mask).sum(0) / mask.sum(0).clamp(min=1)
 
 
-KERNELS_MD = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs" / "KERNELS.md"
+KERNELS_MD = Path(__file__).resolve().parents[2] / "docs" / "KERNELS.md"
 
 
 def doc_text():
