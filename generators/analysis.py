@@ -23,10 +23,9 @@ from typing import Any, Mapping, Union
 from pydantic import BeforeValidator
 from typing_extensions import Annotated
 
-from zoo.validation import Bool, FieldError, either
-
 from generators.landscape.settings import LandscapeSettings
 from generators.phases import PhaseRule
+from zoo.validation import Bool, FieldError, either
 
 #: Spec fields that describe analysis, not training (left out of the spec hash).
 ANALYSIS_FIELDS = ("landscape", "phases")

@@ -26,19 +26,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from kernels.registry import Registry
-from zoo.dataset import norm_stats
-from zoo.loader import DEFAULT_BUILDER, register_recipe_builder
-from zoo.errors import SpecError, UnknownNameError
-from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions, to_jsonable
-from zoo.lock import locks_store
-from zoo.store import Zoo, create_zoo, open_zoo
-
 from generators.kinds import Population, TaskCache, TrainingJob, get_zoo_kind
 from generators.landscape.runner import compute_landscape
 from generators.phases import label_phases
 from generators.population import train_population
 from generators.spec import load_spec
+from kernels.registry import Registry
+from zoo.dataset import norm_stats
+from zoo.errors import SpecError, UnknownNameError
+from zoo.format import DEFAULT_METRICS, STATUS_CODES, library_versions, to_jsonable
+from zoo.loader import DEFAULT_BUILDER, register_recipe_builder
+from zoo.lock import locks_store
+from zoo.store import Zoo, create_zoo, open_zoo
 
 
 def as_spec(spec: Any) -> Any:
@@ -56,7 +55,7 @@ def create_or_resume(spec: Any, out: str | Path) -> Zoo:
             raise SpecError(f"{out} was generated from a different spec (hash {stored}, this spec {spec.spec_hash});"
                             " use another --out or delete the store")
         if z.meta.get("spec") != spec.raw:  # same training, other analysis settings: record the new ones
-            z._update_meta(spec=spec.raw)
+            z.update_meta(spec=spec.raw)
         return z
     plan = get_zoo_kind(spec.kind).plan(spec)
     attrs = {"kind": spec.kind, "name": spec.name, "spec": spec.raw, "spec_hash": spec.spec_hash, **plan.attrs}
@@ -82,9 +81,9 @@ def planned_populations(z: Zoo, spec: Any) -> list[Population]:
     if isinstance(stored, Mapping) and stored.get("settings") == settings:
         return [Population(tuple(p["key"]), [int(i) for i in p["model_ids"]], int(p["stage"]), int(p["epochs"]))
                 for p in stored["populations"]]
-    pops = get_zoo_kind(spec.kind).populations(spec, z._planned, z.architectures, z.tasks)
+    pops = get_zoo_kind(spec.kind).populations(spec, z.planned, z.architectures, z.tasks)
     if z.writable:
-        z._update_meta(plan={"settings": settings, "populations": [
+        z.update_meta(plan={"settings": settings, "populations": [
             {"key": [str(k) for k in p.key], "model_ids": [int(i) for i in p.model_ids], "stage": p.stage,
              "epochs": p.epochs} for p in pops]})
     return pops
@@ -155,7 +154,7 @@ def write_results(z: Zoo, job: TrainingJob, result: Any, only: set[int] | None =
     versions = library_versions()
     counts = {"ok": 0, "diverged": 0, "failed": 0}
     per_model = result.wall_time_s / len(job.members)
-    width = z._root["curves/train_loss"].shape[1]
+    width = z.group["curves/train_loss"].shape[1]
     epochs = np.asarray(sorted({int(e) for e in job.config.checkpoint_epochs}))  # the metrics' checkpoint axis
     for j, mid in enumerate(job.model_ids):
         if only is not None and mid not in only:
@@ -290,7 +289,7 @@ def write_norm_stats(z: Zoo, spec: Any, *, progress: bool = True) -> None:
     status = z.status_codes()
     if (status == STATUS_CODES["pending"]).any() or "default" not in z.split_names:
         return
-    planned = z._planned
+    planned = z.planned
     usable = planned["model_id"].isin(z.split_ids("train", "default")) & (status == STATUS_CODES["ok"])
     for arch_key in z.architectures:
         if (usable & (planned["arch_key"] == arch_key)).any():

@@ -28,14 +28,11 @@ from typing import Any, Literal, Mapping, Optional, Union
 from pydantic import Field, field_validator, model_validator
 from typing_extensions import Annotated
 
-from zoo.format import canonical_json, short_hash
-from zoo.validation import FieldError, Int, SpecModel, Str, as_number, validate
-
 from generators.analysis import Analysis, LandscapeField, PhasesField, training_record
 from generators.spec_fields import (
     Architecture,
-    CheckpointSchedule,
     Checkpoints,
+    CheckpointSchedule,
     Description,
     Optimizer,
     PopulationSettings,
@@ -48,6 +45,8 @@ from generators.spec_fields import (
     checkpoint_epochs,
     seed_list,
 )
+from zoo.format import canonical_json, short_hash
+from zoo.validation import FieldError, Int, SpecModel, Str, as_number, validate
 
 TRAINING_PARAMS = ("batch_size", "lr", "weight_decay", "momentum")
 TASK_PARAMS = ("train_fraction",)

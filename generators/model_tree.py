@@ -15,14 +15,13 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from zoo.format import STATUS_CODES, STATUS_NAMES
-from zoo.splits import assign_split, hash_uniform, ood_split
-from zoo.store import Zoo
-
 from generators.kinds import Population, TaskCache, TrainingJob, ZooKind, ZooPlan, register_zoo_kind
 from generators.population import Member, PopulationConfig
 from generators.tree_plan import plan_tree
 from generators.tree_spec import ModelTreeSchema, ModelTreeSpec, parse_model_tree
+from zoo.format import STATUS_CODES, STATUS_NAMES
+from zoo.splits import assign_split, hash_uniform, ood_split
+from zoo.store import Zoo
 
 STAGES = {"base": 0, "child": 1}
 
@@ -53,7 +52,7 @@ def tree_populations(spec: ModelTreeSpec, models: pd.DataFrame, *_records: Any) 
 
 def tree_job(z: Zoo, spec: ModelTreeSpec, model_ids: Sequence[int], tasks: TaskCache) -> TrainingJob:
     """What one population of a tree trains; children read their parents' final weights from ``z``."""
-    models = z._planned.set_index("model_id")
+    models = z.planned.set_index("model_id")
     rows = [models.loc[int(i)] for i in model_ids]
     roles = {str(r["tree_role"]) for r in rows}
     if len(roles) != 1:
@@ -141,4 +140,4 @@ def plan_zoo(spec: ModelTreeSpec) -> ZooPlan:
 #: The model tree as a :class:`generators.kinds.ZooKind`: bases in stage 0, children in stage 1.
 KIND = register_zoo_kind("model_tree")(ZooKind(
     schema=ModelTreeSchema, parse=parse_model_tree, plan=plan_zoo, populations=tree_populations, job=tree_job,
-    splits=lambda z, spec: tree_splits(z._planned, spec.splits)))
+    splits=lambda z, spec: tree_splits(z.planned, spec.splits)))

@@ -9,7 +9,6 @@ members of different widths, batch sizes and training-data fractions train toget
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Any, Callable, Mapping, Sequence
 
@@ -117,7 +116,7 @@ def population_config(spec: PhaseGridSpec, row: pd.Series, arch: dict) -> Popula
 
 
 def _job(z: Zoo, spec: PhaseGridSpec, model_ids: Sequence[int], tasks: Callable[[str], TaskData]) -> TrainingJob:
-    models = z._planned.set_index("model_id")
+    models = z.planned.set_index("model_id")
     rows = [models.loc[i] for i in model_ids]
     arch = z.architectures[str(rows[0]["arch_key"])]
     members = [Member(int(r["init_seed"]), int(r["data_seed"]), float(r["lr"]), float(r["weight_decay"]),
@@ -132,7 +131,7 @@ def _splits(z: Zoo, spec: PhaseGridSpec) -> list[tuple[str, Any, dict]]:
     the cells held out as test, when there are at least 4)."""
     from zoo.splits import assign_split, ood_split
 
-    models = z._planned
+    models = z.planned
     out = [("default", assign_split(models, seed=0),
             {"rule": "hash", "seed": 0, "fractions": [0.7, 0.15, 0.15], "group_by": None}),
            ("by_cell", assign_split(models, seed=0, group_by=("grid_cell",)),

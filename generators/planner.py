@@ -35,8 +35,8 @@ import pandas as pd
 
 from generators.cost import DEFAULT_COST, CostModel, forward_flops
 from generators.member_data import tick_calls
-from generators.spec_fields import PopulationSettings
 from generators.padding import envelope_of, skeleton
+from generators.spec_fields import PopulationSettings
 from kernels.layout import ParamLayout
 from zoo.architectures import build_architecture, supports_unit_masks
 from zoo.errors import ArchitectureMismatchError

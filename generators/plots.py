@@ -23,9 +23,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap, to_rgba  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from zoo.store import Zoo  # noqa: E402
-
 from generators.grid_table import cell_table, grid_axes, status_counts_table  # noqa: E402
+from zoo.store import Zoo  # noqa: E402
 
 PHASE_COLORS = {"I": "#d62728", "II": "#ff7f0e", "III": "#9467bd", "IV-A": "#1f77b4", "IV-B": "#2ca02c"}
 UNLABELLED_COLOR = "#c7c7c7"

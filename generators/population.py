@@ -34,6 +34,7 @@ from torch.func import functional_call, vmap
 
 from generators.cost import DEFAULT_COST, CostModel, module_flops
 from generators.member_data import MemberData
+from generators.optimizers import OptimizerRule, get_optimizer, get_schedule, optimizer_names, schedule_names
 from generators.padding import embedding_index, envelope_of, unit_masks
 from kernels.layout import ParamLayout
 from zoo.architectures import (
@@ -44,9 +45,6 @@ from zoo.architectures import (
 )
 from zoo.errors import ArchitectureMismatchError, SpecError
 from zoo.tasks import TaskData
-
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step")
 
 
 @dataclass(frozen=True)
@@ -82,10 +80,10 @@ class PopulationConfig:
     divergence_loss: float = 1e4  # an epoch's mean training loss above this (or non-finite) = diverged
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise SpecError(f"optimizer: unknown optimiser {self.optimizer!r}; choose from {list(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise SpecError(f"schedule: unknown schedule {self.schedule!r}; choose from {list(SCHEDULES)}")
+        if self.optimizer not in optimizer_names():
+            raise SpecError(f"optimizer: unknown optimiser {self.optimizer!r}; choose from {optimizer_names()}")
+        if self.schedule not in schedule_names():
+            raise SpecError(f"schedule: unknown schedule {self.schedule!r}; choose from {schedule_names()}")
         if self.batch_size < 1:
             raise SpecError(f"batch_size must be >= 1, got {self.batch_size}")
         bad = [e for e in self.checkpoint_epochs if not 0 <= e <= self.epochs]
@@ -93,12 +91,14 @@ class PopulationConfig:
             raise SpecError(f"checkpoints: epochs {bad} outside 0..{self.epochs}")
 
     def lr_factor(self, epoch: int) -> float:
-        """Multiplier of the base learning rate during ``epoch`` (0-based)."""
-        if self.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
-        if self.schedule == "step":
-            return self.gamma ** (epoch // max(self.step_size, 1))
-        return 1.0
+        """Multiplier of the base learning rate during ``epoch`` (0-based), from the registered schedule
+        (:mod:`generators.optimizers`)."""
+        return get_schedule(self.schedule)(epoch, self.epochs, self.step_size, self.gamma)
+
+    @property
+    def optimizer_rule(self) -> OptimizerRule:
+        """What :attr:`optimizer` means (:func:`generators.optimizers.get_optimizer`)."""
+        return get_optimizer(self.optimizer)
 
 
 @dataclass
@@ -386,7 +386,8 @@ class _Optimizer:
         self.wd = _Hyper([m.weight_decay for m in members])
         self.mom = _Hyper([m.momentum for m in members])
         self.state1 = torch.zeros_like(flat)
-        self.state2 = torch.zeros_like(flat) if config.optimizer != "sgd" else None
+        self.rule = config.optimizer_rule
+        self.state2 = torch.zeros_like(flat) if self.rule.second_moment else None
         self._views: dict[tuple[int, int], list[tuple[torch.Tensor, ...]]] = {}
 
     def step(self, start: int, stop: int, g: torch.Tensor | Sequence[torch.Tensor], factor: float,
@@ -411,7 +412,7 @@ class _Optimizer:
                 stop: int, factor: float, step: int | torch.Tensor) -> None:
         dims = p.dim()
         lr, wd = self.lr.rows(start, stop, dims), self.wd.rows(start, stop, dims)
-        if self.config.optimizer == "sgd":
+        if not self.rule.second_moment:
             if _nonzero(wd):  # coupled L2: d = g + wd * p
                 g = g.addcmul_(wd, p) if isinstance(wd, torch.Tensor) else g.add_(p, alpha=wd)
             mom = self.mom.rows(start, stop, dims)
@@ -426,7 +427,7 @@ class _Optimizer:
             return
         beta1, beta2 = self.config.betas
         step_lr = lr * factor
-        if self.config.optimizer == "adamw":
+        if self.rule.decoupled_weight_decay:
             if _nonzero(wd):
                 p.mul_(1 - step_lr * wd)
         elif _nonzero(wd):
@@ -528,7 +529,7 @@ def train_population(
     n_env = flat.shape[1]
     per_epoch = schedule.steps  # [P] steps per epoch
     uniform_steps: dict[tuple[int, int], int | None] = {}  # Adam's step count is an int where it can be
-    sgd = config.optimizer == "sgd"
+    sgd = not config.optimizer_rule.second_moment  # no step count needed
 
     ckpts = sorted(set(int(e) for e in config.checkpoint_epochs))
     stacked = torch.empty(P, len(ckpts), flat.shape[1])
@@ -596,15 +597,13 @@ def train_single(config: PopulationConfig, member: Member, task: TaskData,
     if start_weights is not None:
         load_flat_weights(module, start_weights.detach().to(torch.float32), where="train_single start_weights")
     layout = layout_of(module)
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(module.parameters(), lr=member.lr, momentum=member.momentum,
-                              weight_decay=member.weight_decay)
-    elif config.optimizer == "adam":
-        opt = torch.optim.Adam(module.parameters(), lr=member.lr, betas=config.betas, eps=config.eps,
-                               weight_decay=member.weight_decay)
+    rule = config.optimizer_rule
+    if rule.second_moment:
+        opt = rule.reference(module.parameters(), lr=member.lr, betas=config.betas, eps=config.eps,
+                             weight_decay=member.weight_decay)
     else:
-        opt = torch.optim.AdamW(module.parameters(), lr=member.lr, betas=config.betas, eps=config.eps,
-                                weight_decay=member.weight_decay)
+        opt = rule.reference(module.parameters(), lr=member.lr, momentum=member.momentum,
+                             weight_decay=member.weight_decay)
     gen = torch.Generator().manual_seed(int(member.data_seed))
     x_train, y_train = task.x_train, task.y_train
     n = len(y_train)

@@ -21,12 +21,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from generators.driver import register_backend, train_population_job
+from generators.kinds import Population
 from zoo.errors import ZooError
 from zoo.format import STATUS_CODES
 from zoo.store import Zoo
-
-from generators.driver import register_backend, train_population_job
-from generators.kinds import Population
 
 INSTALL_HINT = 'pip install "weightzoo[ray]"'
 

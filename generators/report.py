@@ -9,9 +9,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from zoo.store import Zoo
-
 from generators.grid_table import cell_table, grid_axes, status_counts_table
+from zoo.store import Zoo
 
 
 def print_summary(z: Zoo, console: Console | None = None) -> None:
@@ -95,7 +94,7 @@ def print_phase_table(z: Zoo, console: Console | None = None) -> None:
     console = console or Console()
     load, temp = grid_axes(z)
     rule = z.meta["phases"]
-    planned = z._planned.drop_duplicates("grid_cell").set_index("grid_cell")
+    planned = z.planned.drop_duplicates("grid_cell").set_index("grid_cell")
     grid = {}
     for cell in rule["cells"]:
         row = planned.loc[cell["grid_cell"]]

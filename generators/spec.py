@@ -15,10 +15,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from generators.kinds import get_zoo_kind, zoo_kind_names
 from zoo.errors import SpecError, UnknownNameError
 from zoo.validation import spec_error
-
-from generators.kinds import get_zoo_kind, zoo_kind_names
 
 SPEC_DIR = Path(__file__).parent / "specs"
 

@@ -15,12 +15,11 @@ import numpy as np
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 from typing_extensions import Annotated
 
+from generators.optimizers import optimizer_names, schedule_names
 from zoo.architectures import architecture_names, get_architecture
 from zoo.errors import SpecError
 from zoo.tasks import TaskSpec, normalize_task_spec
 from zoo.validation import FieldError, Int, Number, SpecModel, Str, choice, either, nested
-
-from generators.optimizers import optimizer_names, schedule_names
 
 #: Options an architecture builder takes that a spec does not set (they come from the task).
 TASK_GIVEN = ("input_shape", "n_classes")

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from generators.tree_spec import DERIVATION_FAMILIES, Family, ModelTreeSpec
 from zoo.architectures import architecture_record
 from zoo.errors import SpecError
 from zoo.format import architecture_key, short_hash
 from zoo.tasks import build_task, normalize_task_spec
-
-from generators.tree_spec import DERIVATION_FAMILIES, Family, ModelTreeSpec
 
 _LR_STREAM = 1000  # offset of the learning-rate streams' family index
 

@@ -32,27 +32,26 @@ from typing import Any, Literal, Mapping, Optional, Union
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 from typing_extensions import Annotated
 
-from zoo.format import short_hash
-from zoo.tasks import CORRUPTION_KINDS, DERIVED_OPTIONS
-from zoo.validation import FieldError, Int, Number, SpecModel, Str, as_int, as_number, validate
-
 from generators.analysis import Analysis, LandscapeField, PhasesField, training_record
 from generators.spec_fields import (
     Architecture,
-    CheckpointSchedule,
     Checkpoints,
+    CheckpointSchedule,
     Description,
     Optimizer,
-    TreePopulationSettings,
     Schedule,
     ScheduleField,
     Seeds,
     TaskField,
+    TreePopulationSettings,
     canonical_task,
     checkpoint_epochs,
     layered_optimizer,
     seed_list,
 )
+from zoo.format import short_hash
+from zoo.tasks import CORRUPTION_KINDS, DERIVED_OPTIONS
+from zoo.validation import FieldError, Int, Number, SpecModel, Str, as_int, as_number, validate
 
 #: Derivation families, in the order their children are planned (the derived-task options of zoo.tasks).
 DERIVATION_FAMILIES = DERIVED_OPTIONS

@@ -19,10 +19,10 @@ the kernels themselves, Triton; never ``zoo``.
 from kernels._dispatch import Backend, interpreter_enabled, resolve_backend, triton_available
 from kernels.activations import ACTIVATIONS, activation_names, get_activation
 from kernels.blocks import BlockSpec
-from kernels.errors import KernelError, LayoutMismatchError
-from kernels.layout import ParamEntry, ParamLayout, PermAxis
 from kernels.compose import compose, compose_reference
+from kernels.errors import KernelError, LayoutMismatchError
 from kernels.layer_stats import STAT_NAMES, layer_stats
+from kernels.layout import ParamEntry, ParamLayout, PermAxis
 from kernels.merge import dare, dare_merge, ties_merge
 from kernels.permute import permute
 from kernels.population_forward import population_forward

@@ -4,7 +4,7 @@ A synthetic zoo of N models of the Model Zoos CNN (``cnn2d`` on 28x28x1: 2,464 p
 is written three ways, holding the same float32 bytes:
 
 * a weightzoo store as generation writes it (one chunk per model and checkpoint), and the same store
-  packed (:func:`zoo.pack.pack_weights`, 256 models per chunk);
+  packed (:func:`zoo.rechunk.pack_weights`, 256 models per chunk);
 * the legacy layout: one ``torch.save`` state dict per model, read with ``torch.load(weights_only=True)``
   and flattened, through a ``DataLoader(shuffle=True)``;
 * an in-memory tensor ``[N, n_params]``, served (a) by ``DataLoader(TensorDataset, shuffle=True)`` and
@@ -61,10 +61,10 @@ BATCH = 64
 def build(root: Path, n: int, seed: int = 0) -> dict:
     """The store, its packed copy and the legacy files for ``n`` models; returns their paths."""
     import zoo
+    from kernels.layout import ParamLayout
     from zoo.architectures import architecture_record
     from zoo.format import STATUS_CODES
-    from kernels.layout import ParamLayout
-    from zoo.pack import pack_weights
+    from zoo.rechunk import pack_weights
     from zoo.splits import assign_split
 
     key, arch = architecture_record("cnn2d", (1, 28, 28), 10, {})
@@ -75,12 +75,12 @@ def build(root: Path, n: int, seed: int = 0) -> dict:
     z = zoo.create_zoo(store, models=models, architectures={key: arch}, tasks={"t0": {"source": "mnist1d"}},
                        checkpoint_epochs=[0, 50], metric_names=["test_acc"], n_epochs=50)
     rng = np.random.default_rng(seed)
-    weights = z._root[f"weights/{key}"]
+    weights = z.group[f"weights/{key}"]
     for start in range(0, n, 512):
         stop = min(start + 512, n)
         weights[start:stop] = rng.standard_normal((stop - start, 2, layout.n_params), dtype=np.float32) * 0.1
-    z._root["metrics/test_acc"][:] = rng.random((n, 2), dtype=np.float32)
-    z._root["results/status"][:] = np.full(n, STATUS_CODES["ok"], dtype=np.int8)
+    z.group["metrics/test_acc"][:] = rng.random((n, 2), dtype=np.float32)
+    z.group["results/status"][:] = np.full(n, STATUS_CODES["ok"], dtype=np.int8)
     z = zoo.open(store, mode="r+")
     z.write_split("default", assign_split(z.models, seed=0, fractions=(0.7, 0.15, 0.15)), {"rule": "hash", "seed": 0})
     packed = root / f"zoo_{n}_packed.zarr"
@@ -131,8 +131,8 @@ def _reset_peak() -> None:
 def _batches(method: str, paths: dict):
     """An epoch-iterable of ``(x, y)`` batches and the number of models per epoch."""
     import zoo
-    from zoo.dataset import ZooDataset
     from zoo.batch_loader import ZooBatchLoader
+    from zoo.dataset import ZooDataset
 
     store = paths["packed"] if method == "zarr_packed" else paths["store"]
     z = zoo.open(store)

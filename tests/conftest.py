@@ -7,9 +7,7 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-
 from helpers.specs import TINY_SPEC  # noqa: E402
-
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 import warnings
 from argparse import ArgumentError
-import time
 from pathlib import Path
 from typing import Any, Sequence
 

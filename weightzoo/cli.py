@@ -18,7 +18,6 @@ from zoo.errors import user_error
 
 def build_parser() -> argparse.ArgumentParser:
     from weightzoo.commands import REGISTRARS
-
     from zoo import __version__
 
     parser = argparse.ArgumentParser(prog="weightzoo", description="Model zoos for weight-space learning.")

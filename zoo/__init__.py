@@ -6,7 +6,7 @@ and named zoos (``zoo.load(name)``: catalog, download, cache).
 
 from __future__ import annotations
 
-from zoo.version import __version__
+from kernels.layout import ParamEntry, ParamLayout, PermAxis
 from zoo.architectures import (
     architecture_names,
     build_architecture,
@@ -14,6 +14,9 @@ from zoo.architectures import (
     load_flat_weights,
     register_architecture,
 )
+from zoo.batch_loader import ZooBatchLoader
+from zoo.catalog import CatalogEntry, load_catalog
+from zoo.dataset import ZooDataset, norm_stats
 from zoo.errors import (
     ArchitectureMismatchError,
     CatalogError,
@@ -29,14 +32,11 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.format import FORMAT_VERSION
-from kernels.layout import ParamEntry, ParamLayout, PermAxis
-from zoo.store import Zoo, create_zoo, open_zoo
-from zoo.dataset import ZooDataset, norm_stats
-from zoo.batch_loader import ZooBatchLoader
-from zoo.tasks import TaskData, build_task, task_sources
-from zoo.catalog import CatalogEntry, load_catalog
 from zoo.loader import load
+from zoo.store import Zoo, create_zoo, open_zoo
+from zoo.tasks import TaskData, build_task, task_sources
 from zoo.trees import class_multi_hot
+from zoo.version import __version__
 
 open = open_zoo  # noqa: A001 - the public name is zoo.open(path)
 

@@ -32,11 +32,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from zoo.errors import ArchitectureMismatchError, SpecError, UnknownNameError
-from zoo.format import architecture_key
 from kernels.activations import ACTIVATIONS, DERIVATIVE_FROM_OUTPUT
 from kernels.layout import ParamLayout, PermAxis
 from kernels.registry import Registry
+from zoo.errors import ArchitectureMismatchError, SpecError, UnknownNameError
+from zoo.format import architecture_key
 
 ArchitectureBuilder = Callable[..., nn.Module]
 _ARCHITECTURES: Registry[ArchitectureBuilder] = Registry("architecture", error=UnknownNameError)

@@ -16,8 +16,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from zoo.errors import ArchitectureMismatchError, ZooError
 from kernels.layout import ParamLayout
+from zoo.errors import ArchitectureMismatchError, ZooError
 
 
 def _seeded(seed: int | None) -> torch.Generator | None:

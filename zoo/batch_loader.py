@@ -3,7 +3,7 @@
 ``DataLoader(ZooDataset(...), shuffle=True)`` reads one chunk per model, and Zarr's cost per chunk
 (open, read, checksum, decode) dominates small models. :class:`ZooBatchLoader` instead reads *blocks* of
 models that are contiguous in the weights array — one Zarr call per block, aligned to the array's
-chunks, so on a packed store (:func:`zoo.pack.pack_weights`) a block is one chunk — and shuffles at two
+chunks, so on a packed store (:func:`zoo.rechunk.pack_weights`) a block is one chunk — and shuffles at two
 levels: the order of blocks, and models within a buffer of ``buffer_blocks`` blocks (the scheme of
 ``tf.data`` shuffle buffers and WebDataset shards). The next buffer is read by a background thread
 while the current one is served. Memory holds two buffers, independent of the zoo's size.

@@ -11,7 +11,7 @@ A missing chunk reads as the fill value, as in zarr; a checksum mismatch raises
 
 It also says how to stream a large array in blocks of about :data:`BLOCK_BYTES`: :func:`block_rows` and
 :func:`row_blocks` (used by packing, the interchange formats and store comparison). This module imports
-nothing beyond numpy, zarr and google_crc32c, so ``zoo.pack`` and ``zoo.batch_loader`` stay free of the
+nothing beyond numpy, zarr and google_crc32c, so ``zoo.rechunk`` and ``zoo.batch_loader`` stay free of the
 interchange formats' dependencies (h5py, datasets, safetensors).
 """
 

@@ -34,7 +34,7 @@ def norm_stats(z: Zoo, arch_key: str, checkpoint: int = -1, split_name: str = "d
     stored = z.meta.get("normalization", {}).get(key)
     if stored is not None:
         return NormStats.from_record(stored)
-    planned = z._planned
+    planned = z.planned
     train = set(z.split_ids("train", split_name).tolist())
     ok = z.status_codes() == STATUS_CODES["ok"]
     sel = planned[(planned["arch_key"] == arch_key) & planned["model_id"].isin(train) & ok]
@@ -47,7 +47,7 @@ def norm_stats(z: Zoo, arch_key: str, checkpoint: int = -1, split_name: str = "d
     if z.writable:
         norm = dict(z.meta.get("normalization", {}))
         norm[key] = {**stats.to_record(), "n_models": int(len(rows)), "checkpoint_epoch": z.checkpoint_epochs[c]}
-        z._update_meta(normalization=norm)
+        z.update_meta(normalization=norm)
     return stats
 
 
@@ -85,7 +85,7 @@ class ZooDataset(Dataset):
         self.transform = transform
         self.checkpoint = z.checkpoint_index(checkpoint, epoch)
         if target is None:  # no targets: the planned table and the status suffice (no metrics or records read)
-            models = z._planned.assign(status=[STATUS_NAMES.get(int(c), "unknown") for c in z.status_codes()])
+            models = z.planned.assign(status=[STATUS_NAMES.get(int(c), "unknown") for c in z.status_codes()])
         else:
             models = z.models
         keep = models["status"].isin(["ok", "diverged"] if include_diverged else ["ok"])

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from kernels.registry import Registry
-
 from zoo.archive import unpack_tar
 from zoo.cache import (
     OFFLINE_ENV,

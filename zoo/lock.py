@@ -3,7 +3,7 @@
 A store is written by one command at a time: ``weightzoo generate`` / ``demo`` (training, then the
 analysis steps), ``metrics``, ``phases``, ``pack-weights``, ``import`` — and by the Python functions
 behind them (:func:`generators.driver.generate`, :func:`generators.landscape.compute_landscape`,
-:func:`zoo.pack.pack_weights`, the importers). Two of them on one store would race: both create it
+:func:`zoo.rechunk.pack_weights`, the importers). Two of them on one store would race: both create it
 (``OSError: Directory not empty``), both train the same models, or one deletes what the other reads.
 The lock is the hidden file ``.<store name>.lock`` *beside* the store (the store may not exist yet);
 ``.<store name>.lock.json`` says who holds it (pid, host, command line, since when). Readers never take

@@ -15,8 +15,8 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
-from zoo.errors import ArchitectureMismatchError, ZooError
 from kernels.layout import ParamLayout
+from zoo.errors import ArchitectureMismatchError, ZooError
 
 
 def _entry_index(layout: ParamLayout) -> torch.Tensor:

@@ -145,13 +145,13 @@ def ood_split(models: pd.DataFrame, *, holdout: Sequence[Mapping[str, Any]] | No
     return codes
 
 
-def split_ids(models: pd.DataFrame, codes: np.ndarray, split: str, id_column: str = "model_id") -> np.ndarray:
+def ids_in_split(models: pd.DataFrame, codes: np.ndarray, split: str, id_column: str = "model_id") -> np.ndarray:
     """Sorted ids ``[n_in_split]`` of the models whose code in ``codes [n_models]`` is ``split``."""
     if split not in SPLIT_CODES:
         raise ZooError(f"split must be one of {list(SPLIT_CODES)}, got {split!r}")
     if id_column not in models.columns:
-        raise ZooError(f"split_ids: unknown column {id_column!r}; the models table has {list(models.columns)}")
+        raise ZooError(f"ids_in_split: unknown column {id_column!r}; the models table has {list(models.columns)}")
     codes = np.asarray(codes)
     if codes.shape != (len(models),):
-        raise ZooError(f"split_ids: codes have shape {list(codes.shape)}, expected [{len(models)}] (one per row)")
+        raise ZooError(f"ids_in_split: codes have shape {list(codes.shape)}, expected [{len(models)}] (one per row)")
     return np.sort(models[id_column].to_numpy()[codes == SPLIT_CODES[split]])

@@ -67,7 +67,7 @@ from zoo.format import (
 )
 from zoo.trees import checkpoint_epochs_of, tree_info
 
-_CHECKED = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
+CHECKED_CODECS = dict(serializer=BytesCodec(), compressors=[Crc32cCodec()], filters=None)
 
 
 #: The snapshot array of a consolidated store, its document's format, and the root attribute with its hash.
@@ -161,23 +161,23 @@ def create_zoo(
                 mg.create_array(col, data=values.to_numpy(), chunks=(max(n, 1),))
                 columns[col] = {"kind": "numeric"}
         rg = root.create_group("results")
-        rg.create_array("status", shape=(n,), chunks=(1,), dtype="int8", fill_value=0, **_CHECKED)
+        rg.create_array("status", shape=(n,), chunks=(1,), dtype="int8", fill_value=0, **CHECKED_CODECS)
         rg.create_array("record", shape=(n,), chunks=(1,), dtype=str)
         wg = root.create_group("weights")
         for key, arch in architectures.items():
             n_rows = int((models["arch_key"] == key).sum())
             n_params = int(ParamLayout.from_record(arch["layout"]).n_params)
             wg.create_array(key, shape=(n_rows, n_ckpt, n_params), chunks=(1, 1, n_params), dtype="float32",
-                            fill_value=np.nan, **_CHECKED)
+                            fill_value=np.nan, **CHECKED_CODECS)
         metg = root.create_group("metrics")
         for name in metric_names:
             metg.create_array(name, shape=(n, n_ckpt), chunks=(1, n_ckpt), dtype="float32", fill_value=np.nan,
-                              **_CHECKED)
+                              **CHECKED_CODECS)
         cg = root.create_group("curves")
         width = max(int(n_epochs), 1)
         for name in curves:
             cg.create_array(name, shape=(n, width), chunks=(1, width), dtype="float32", fill_value=np.nan,
-                            **_CHECKED)
+                            **CHECKED_CODECS)
         root.create_group("splits")
         root.attrs[ROOT_ATTR] = to_jsonable({
             "format_version": FORMAT_VERSION,
@@ -302,8 +302,9 @@ class Zoo:
         self._snapshot_cache: dict | bool | None = None  # None: not looked at yet; False: none usable
 
     @property
-    def _root(self) -> zarr.Group:
-        """The store's root group, opened by this process: a process forked from the one that opened the
+    def group(self) -> zarr.Group:
+        """The store's root Zarr group (for readers of raw arrays; writes go through the methods), opened by
+        this process, opened by this process: a process forked from the one that opened the
         zoo (a DataLoader worker) reopens it on first use, since the handles it inherited are not its
         own (a zip's file offset is shared with the parent; an HTTP session belongs to the parent's event
         loop)."""
@@ -326,13 +327,14 @@ class Zoo:
     # ------------------------------------------------------------------ metadata
     @property
     def meta(self) -> dict:
-        return dict(self._root.attrs[ROOT_ATTR])
+        return dict(self.group.attrs[ROOT_ATTR])
 
-    def _update_meta(self, **changes: Any) -> None:
+    def update_meta(self, **changes: Any) -> None:
+        """Set top-level fields of the store's ``weightzoo`` attribute (the store must be writable)."""
         self._require_writable("update attributes")
         meta = self.meta
         meta.update(to_jsonable(changes))
-        self._root.attrs[ROOT_ATTR] = meta
+        self.group.attrs[ROOT_ATTR] = meta
 
     @property
     def format_version(self) -> int:
@@ -368,7 +370,7 @@ class Zoo:
     def snapshot_paths(self) -> list[str]:
         """The small per-model arrays a consolidated store carries in its snapshot: the models table's
         sources (``models/*``, ``results/*``, ``metrics/*``, scalar ``landscape/*``, ``phases/label``)."""
-        root = self._root
+        root = self.group
         paths = [f"{g}/{name}" for g in ("models", "results", "metrics") if g in root
                  for name in sorted(root[g].array_keys())]
         paths += [f"landscape/{name}" for name, info in sorted(self.meta.get("landscape", {}).items())
@@ -407,13 +409,13 @@ class Zoo:
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         self._sealing = True
         try:
-            arr = self._root.create_array(SNAPSHOT, shape=(1,), chunks=(1,), dtype=str, overwrite=True)
+            arr = self.group.create_array(SNAPSHOT, shape=(1,), chunks=(1,), dtype=str, overwrite=True)
             arr[0] = text
-            self._update_meta(format_version=FORMAT_VERSION,
+            self.update_meta(format_version=FORMAT_VERSION,
                               **{CONSOLIDATED_ATTR: {"token": _token(text), "arrays": paths}})
             with warnings.catch_warnings():  # "not part of the Zarr format 3 specification": documented in FORMAT.md
                 warnings.simplefilter("ignore")
-                zarr.consolidate_metadata(self._root.store)
+                zarr.consolidate_metadata(self.group.store)
         finally:
             self._sealing = False
         return True
@@ -444,13 +446,13 @@ class Zoo:
     def _exists(self, key: str) -> bool:
         from zarr.core.sync import sync
 
-        return bool(sync(self._root.store.exists(key)))
+        return bool(sync(self.group.store.exists(key)))
 
     def _root_document(self) -> dict:
         from zarr.core.buffer import default_buffer_prototype
         from zarr.core.sync import sync
 
-        buf = sync(self._root.store.get("zarr.json", prototype=default_buffer_prototype()))
+        buf = sync(self.group.store.get("zarr.json", prototype=default_buffer_prototype()))
         return json.loads(buf.to_bytes()) if buf is not None else {}
 
     def _snapshot_text(self) -> str:
@@ -489,7 +491,9 @@ class Zoo:
 
     # ------------------------------------------------------------------ models table
     @cached_property
-    def _planned(self) -> pd.DataFrame:
+    def planned(self) -> pd.DataFrame:
+        """The models table as planned when the store was created (hyperparameters, seeds, grid
+        coordinates, tree columns; no results), one row per model id, read once."""
         cols = self.meta["columns"]
         data = {}
         for col, info in cols.items():
@@ -505,7 +509,7 @@ class Zoo:
         if ids is None or self._snapshot() is not None:
             codes = np.asarray(self._whole("results/status"))
             return codes if ids is None else codes[np.asarray(ids, dtype=np.int64)]
-        arr = self._root["results/status"]
+        arr = self.group["results/status"]
         ids = np.asarray(ids, dtype=np.int64)
         order = np.argsort(ids)
         out = np.empty(len(ids), dtype=np.int8)
@@ -516,7 +520,7 @@ class Zoo:
     def models(self) -> pd.DataFrame:
         """One row per model: planned hyperparameters, seeds, grid coordinates, then the results:
         ``status``, ``wall_time_s``, library versions and the metrics at the final checkpoint."""
-        df = self._planned.copy()
+        df = self.planned.copy()
         status = self.status_codes()
         df["status"] = [STATUS_NAMES.get(int(s), "unknown") for s in status]
         raw = np.asarray(self._whole("results/record"), dtype=object)
@@ -547,11 +551,12 @@ class Zoo:
             raise CorruptChunkError(f"{self.path}: 'results/record' of model {model_id} is not a JSON object")
         return record
 
-    def _row(self, model_id: int) -> pd.Series:
+    def row(self, model_id: int) -> pd.Series:
+        """Model ``model_id``'s row of :attr:`planned` (``ZooError`` for an id out of range)."""
         mid = int(model_id)
         if not 0 <= mid < self.n_models:
             raise ZooError(f"{self.path}: no model {mid} (model ids are 0..{self.n_models - 1})")
-        return self._planned.iloc[mid]
+        return self.planned.iloc[mid]
 
     # ------------------------------------------------------------------ reading arrays
     def read_array(self, path: str, selection: Any = Ellipsis, *, oindex: bool = False,
@@ -565,7 +570,7 @@ class Zoo:
         orthogonal (per-axis integer) indexing; ``out``: a C-contiguous array of the selection's shape
         to decode into (basic selections only).
         """
-        array = self._root[path]
+        array = self.group[path]
         try:
             if out is not None:
                 array.get_basic_selection(selection, out=NDBuffer.from_numpy_array(out))
@@ -609,20 +614,20 @@ class Zoo:
     def _chunk_exists(self, key: str) -> bool:
         from zarr.core.sync import sync
 
-        return bool(sync(self._root.store.exists(key)))
+        return bool(sync(self.group.store.exists(key)))
 
     def weights_array(self, arch_key: str) -> zarr.Array:
         """The zarr array ``weights/<arch_key>`` ``[n_rows, n_checkpoints, n_params]`` (for its shape and
         chunks; read its values through :meth:`read_weights`)."""
         if arch_key not in self.architectures:
             raise ZooError(f"{self.path}: no architecture {arch_key!r} (has {sorted(self.architectures)})")
-        return self._root[f"weights/{arch_key}"]
+        return self.group[f"weights/{arch_key}"]
 
     def arch_rows_to_ids(self, arch_key: str) -> np.ndarray:
         """Model id of every row of ``weights/<arch_key>``: ``[n_rows]`` int64."""
-        planned = self._planned
+        planned = self.planned
         sel = planned[planned["arch_key"] == arch_key]
-        out = np.full(int(self._root[f"weights/{arch_key}"].shape[0]), -1, dtype=np.int64)
+        out = np.full(int(self.group[f"weights/{arch_key}"].shape[0]), -1, dtype=np.int64)
         out[sel["arch_row"].to_numpy(dtype=np.int64)] = sel["model_id"].to_numpy(dtype=np.int64)
         return out
 
@@ -643,7 +648,7 @@ class Zoo:
         not store a chunk that equals the fill value).
         """
         path = f"weights/{arch_key}"
-        arr = self._root[path]
+        arr = self.group[path]
         ckpt: Any = slice(None) if checkpoint is None else int(checkpoint)
         if isinstance(rows, slice):
             start, stop, step = rows.indices(arr.shape[0])
@@ -675,10 +680,10 @@ class Zoo:
 
         from zoo.chunkio import row_blocks
 
-        paths = [name for name, node in self._root.members(max_depth=None)
+        paths = [name for name, node in self.group.members(max_depth=None)
                  if isinstance(node, zarr.Array) and not any(part.startswith(".") for part in name.split("/"))]
         for path in tqdm(sorted(paths), desc=f"verify {Path(str(self.path)).name}", unit="array", disable=not progress):
-            array = self._root[path]
+            array = self.group[path]
             for sel in row_blocks(array.shape, array.dtype, array.metadata.chunk_grid.chunk_shape):
                 if path.startswith("weights/"):
                     self.read_weights(path.split("/", 1)[1], sel)
@@ -698,7 +703,7 @@ class Zoo:
             return
         ids = self.arch_rows_to_ids(arch_key)[rows[[c[0] for c in candidates]]]
         status = self.status_codes(ids)
-        arr = self._root[f"weights/{arch_key}"]
+        arr = self.group[f"weights/{arch_key}"]
         grid = arr.metadata.chunk_grid.chunk_shape
         for c, mid, code in zip(candidates, ids, status):
             if int(code) != STATUS_CODES["ok"]:  # diverged weights may be all NaN: zarr skips such chunks
@@ -740,7 +745,7 @@ class Zoo:
 
     def arch_of(self, ids: Iterable[int]) -> str:
         """The single architecture key shared by ``ids`` (error if they mix architectures)."""
-        keys = {str(self._row(i)["arch_key"]) for i in ids}
+        keys = {str(self.row(i)["arch_key"]) for i in ids}
         if len(keys) != 1:
             raise ZooError(f"{self.path}: models span several architectures {sorted(keys)}; "
                            "select models of one architecture (column 'arch_key')")
@@ -764,7 +769,7 @@ class Zoo:
             if bad:
                 raise ZooError(f"{self.path}: models {[i for i, _ in bad[:10]]} have no stored weights "
                                f"(status {[s for _, s in bad[:10]]})")
-        rows = [int(self._row(i)["arch_row"]) for i in ids]
+        rows = [int(self.row(i)["arch_row"]) for i in ids]
         return torch.from_numpy(self.read_weights(key, rows, c))
 
     def read_rows(self, arch_key: str, rows: Sequence[int], checkpoint_index: int) -> torch.Tensor:
@@ -775,7 +780,7 @@ class Zoo:
     def state_dict(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> "OrderedDict[str, torch.Tensor]":
         """``{parameter name: tensor}`` of one model at one checkpoint."""
         flat = self.weights([model_id], checkpoint, epoch=epoch)[0]
-        layout = self.layout(str(self._row(model_id)["arch_key"]))
+        layout = self.layout(str(self.row(model_id)["arch_key"]))
         return OrderedDict((k, v.clone()) for k, v in layout.unflatten(flat).items())
 
     def build_model(self, model_id: int, checkpoint: int = -1, *, epoch: int | None = None) -> torch.nn.Module:
@@ -789,7 +794,7 @@ class Zoo:
         """A freshly initialised module of model ``model_id``'s architecture (weights not loaded)."""
         from zoo.architectures import build_architecture
 
-        arch = self.architectures[str(self._row(model_id)["arch_key"])]
+        arch = self.architectures[str(self.row(model_id)["arch_key"])]
         if arch.get("generic"):
             raise ArchitectureMismatchError(
                 f"{self.path}: model {model_id} was imported with a generic parameter layout (from "
@@ -798,14 +803,14 @@ class Zoo:
         return build_architecture(arch["name"], arch["input_shape"], arch["n_classes"], arch["config"])
 
     def task_spec(self, model_id: int) -> Any:
-        return self.tasks[str(self._row(model_id)["task"])]
+        return self.tasks[str(self.row(model_id)["task"])]
 
     def task_data(self, model_id: int, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` the model was trained (``"train"``) or evaluated (``"test"``) on, rebuilt from the
         task spec the store records: ``x [n, *input_shape]`` float32, ``y [n]`` int64."""
         from zoo.tasks import build_task
 
-        key = str(self._row(model_id)["task"])
+        key = str(self.row(model_id)["task"])
         if key not in self._task_cache:
             self._task_cache[key] = build_task(self.tasks[key])
         return self._task_cache[key].split(split)
@@ -817,7 +822,7 @@ class Zoo:
         sel = slice(None) if ids is None else np.asarray(sorted(ids))
         if ids is None:
             return np.asarray(self._whole(f"metrics/{name}"))
-        arr = self._root[f"metrics/{name}"]
+        arr = self.group[f"metrics/{name}"]
         order = np.argsort(np.asarray(ids))
         out = np.empty((len(ids), arr.shape[1]), dtype=np.float32)
         out[order] = self._read(arr, (sel, slice(None)), f"metrics/{name}", oindex=True)
@@ -825,7 +830,7 @@ class Zoo:
 
     def curve(self, name: str = "train_loss") -> np.ndarray:
         """Per-epoch training curve ``[n_models, n_epochs]`` (mean mini-batch loss of each epoch)."""
-        return np.asarray(self._read(self._root[f"curves/{name}"], slice(None), f"curves/{name}"))
+        return np.asarray(self._read(self.group[f"curves/{name}"], slice(None), f"curves/{name}"))
 
     # ------------------------------------------------------------------ splits
     @property
@@ -840,7 +845,7 @@ class Zoo:
                                + (self.unfinished_note() or "; write one with z.write_split(name, "
                                   "zoo.splits.assign_split(z.models), settings) on zoo.open(path, mode='r+')"))
             raise ZooError(f"{self.path}: no split {name!r} (stored splits: {self.split_names})")
-        return np.asarray(self._root[f"splits/{name}"][:])
+        return np.asarray(self.group[f"splits/{name}"][:])
 
     def split_ids(self, part: str, name: str = "default") -> np.ndarray:
         """Sorted model ids in ``part`` ("train", "val" or "test") of split ``name``."""
@@ -855,10 +860,10 @@ class Zoo:
         codes = np.asarray(codes, dtype=np.int8)
         if codes.shape != (self.n_models,):
             raise ZooError(f"split {name!r} has shape {list(codes.shape)}, expected [{self.n_models}]")
-        self._root["splits"].create_array(name, data=codes, chunks=(max(self.n_models, 1),), overwrite=True)
+        self.group["splits"].create_array(name, data=codes, chunks=(max(self.n_models, 1),), overwrite=True)
         splits = dict(self.meta.get("splits", {}))
         splits[name] = dict(settings)
-        self._update_meta(splits=splits)
+        self.update_meta(splits=splits)
 
 
     # ------------------------------------------------------------------ landscape metrics
@@ -886,14 +891,14 @@ class Zoo:
                               "shape": [int(s) for s in shape], "description": description,
                               "settings": dict(settings)})
         stored = dict(self.meta.get("landscape", {}))
-        if stored.get(name) == record and f"landscape/{name}" in self._root:
+        if stored.get(name) == record and f"landscape/{name}" in self.group:
             return
-        group = self._root.require_group("landscape")
+        group = self.group.require_group("landscape")
         per_model = tuple(int(s) for s in shape)
         group.create_array(name, shape=(self.n_models, *per_model), chunks=(1, *per_model) if per_model else (1,),
-                           dtype="float32", fill_value=np.nan, overwrite=True, **_CHECKED)
+                           dtype="float32", fill_value=np.nan, overwrite=True, **CHECKED_CODECS)
         stored[name] = record
-        self._update_meta(landscape=stored)
+        self.update_meta(landscape=stored)
 
     def write_landscape(self, name: str, model_ids: Sequence[int], values: np.ndarray) -> None:
         """Write values ``[len(model_ids), *shape]`` of a declared landscape metric (one chunk per model,
@@ -908,7 +913,7 @@ class Zoo:
         bad = ids[(ids < 0) | (ids >= self.n_models)]
         if bad.size:
             raise ZooError(f"{self.path}: no models {bad[:5].tolist()} (model ids are 0..{self.n_models - 1})")
-        arr = self._root[f"landscape/{name}"]
+        arr = self.group[f"landscape/{name}"]
         for mid, v in zip(ids, values):
             arr[int(mid)] = v
 
@@ -917,7 +922,7 @@ class Zoo:
         self.landscape_settings(name)
         if ids is None:
             return np.asarray(self._whole(f"landscape/{name}"))
-        arr = self._root[f"landscape/{name}"]
+        arr = self.group[f"landscape/{name}"]
         ids = np.asarray(ids, dtype=np.int64)  # read only those models' chunks
         order = np.argsort(ids)
         out = np.empty((len(ids), *arr.shape[1:]), dtype=arr.dtype)
@@ -936,11 +941,11 @@ class Zoo:
         bad = [int(i) for i in np.concatenate([a, b]) if not 0 <= i < self.n_models]
         if bad:
             raise ZooError(f"pair metric {name!r}: no models {bad[:5]} in this zoo of {self.n_models}")
-        group = self._root.require_group("pairs").require_group(name)
+        group = self.group.require_group("pairs").require_group(name)
         n = max(len(a), 1)
         for key, data in (("model_a", a), ("model_b", b), ("value", values)):
             group.create_array(key, shape=data.shape, chunks=(n, *data.shape[1:]), dtype=data.dtype,
-                               overwrite=True, **_CHECKED)
+                               overwrite=True, **CHECKED_CODECS)
             if data.size:
                 group[key][...] = data
         c = self.checkpoint_index(checkpoint)
@@ -948,7 +953,7 @@ class Zoo:
         stored[name] = to_jsonable({"checkpoint": c, "checkpoint_epoch": self.checkpoint_epochs[c],
                                     "shape": list(values.shape[1:]), "description": description,
                                     "settings": dict(settings)})
-        self._update_meta(pairs=stored)
+        self.update_meta(pairs=stored)
 
     @property
     def pair_names(self) -> list[str]:
@@ -960,7 +965,7 @@ class Zoo:
         if name not in self.meta.get("pairs", {}):
             raise ZooError(f"{self.path}: no pair metric {name!r} (has {self.pair_names})"
                            + (self.unfinished_note() if not self.pair_names else ""))
-        g = self._root[f"pairs/{name}"]
+        g = self.group[f"pairs/{name}"]
         value = np.asarray(self._read(g["value"], slice(None), f"pairs/{name}/value"))
         return pd.DataFrame({"model_a": np.asarray(g["model_a"][:]), "model_b": np.asarray(g["model_b"][:]),
                              "value": list(value) if value.ndim > 1 else value})
@@ -979,11 +984,11 @@ class Zoo:
         if unknown:
             raise ZooError(f"write_phases: labels {unknown} are not among the rule's labels {names}")
         codes = np.array([-1 if x is None else names.index(str(x)) for x in labels], dtype=np.int8)
-        self._root.require_group("phases").create_array("label", data=codes, chunks=(max(self.n_models, 1),),
+        self.group.require_group("phases").create_array("label", data=codes, chunks=(max(self.n_models, 1),),
                                                          overwrite=True)
         counts = {n: int((codes == i).sum()) for i, n in enumerate(names)}
         counts["unlabelled"] = int((codes < 0).sum())
-        self._update_meta(phases=dict(rule), phase_counts=counts)
+        self.update_meta(phases=dict(rule), phase_counts=counts)
         return counts
 
     def phases(self) -> np.ndarray:
@@ -999,7 +1004,7 @@ class Zoo:
     # ------------------------------------------------------------------ model trees
     def parent(self, model_id: int) -> int | None:
         """The parent model id of ``model_id`` (model trees), or None for a root model."""
-        planned = self._row(model_id)
+        planned = self.row(model_id)
         pid = int(planned["parent_id"]) if "parent_id" in planned.index else -1
         return pid if pid >= 0 else None
 
@@ -1009,7 +1014,7 @@ class Zoo:
         pid = self.parent(model_id)
         if pid is None:
             raise ZooError(f"{self.path}: model {model_id} has no parent (parent_id -1), so no task vector")
-        child_key, parent_key = str(self._row(model_id)["arch_key"]), str(self._row(pid)["arch_key"])
+        child_key, parent_key = str(self.row(model_id)["arch_key"]), str(self.row(pid)["arch_key"])
         if child_key != parent_key:
             raise ZooError(f"{self.path}: model {model_id} ({child_key}) and its parent {pid} ({parent_key}) "
                            "have different architectures; a task vector needs the same layout")
@@ -1035,7 +1040,7 @@ class Zoo:
         self._require_writable("write results")
         if status not in STATUS_CODES or status == "pending":
             raise ZooError(f"status must be one of {COMPLETE_STATUSES}, got {status!r}")
-        row = self._row(model_id)
+        row = self.row(model_id)
         curves = dict(curves or {})
         if curve is not None:
             if "train_loss" in curves:
@@ -1044,14 +1049,14 @@ class Zoo:
         curve_arrays = {}
         for name in curves:
             try:
-                curve_arrays[name] = self._root[f"curves/{name}"]
+                curve_arrays[name] = self.group[f"curves/{name}"]
             except KeyError:
-                have = sorted(self._root["curves"].array_keys())
+                have = sorted(self.group["curves"].array_keys())
                 raise ZooError(f"{self.path}: unknown curve {name!r} (store has curves {have}; declare curves "
                                "when creating the store: create_zoo(curve_names=...))") from None
         if weights is not None:
             w = np.asarray(weights.detach().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=np.float32)
-            arr = self._root[f"weights/{row['arch_key']}"]
+            arr = self.group[f"weights/{row['arch_key']}"]
             if w.shape != arr.shape[1:]:
                 raise ArchitectureMismatchError(
                     f"model {model_id}: weights of shape {list(w.shape)} do not fit weights/{row['arch_key']} "
@@ -1060,15 +1065,15 @@ class Zoo:
         for name, values in metrics.items():
             if name not in self.metric_names:
                 raise ZooError(f"unknown metric {name!r} (store has {self.metric_names})")
-            self._root[f"metrics/{name}"][int(model_id)] = np.asarray(values, dtype=np.float32)
+            self.group[f"metrics/{name}"][int(model_id)] = np.asarray(values, dtype=np.float32)
         for name, arr in curve_arrays.items():
             values = np.asarray(curves[name], dtype=np.float32)
             if values.shape != arr.shape[1:]:
                 raise ZooError(f"model {model_id}: curve {name!r} has shape {list(values.shape)}, the store's "
                                f"curves/{name} holds {list(arr.shape[1:])} epochs")
             arr[int(model_id)] = values
-        self._root["results/record"][int(model_id)] = json.dumps(to_jsonable(dict(record)))
-        self._root["results/status"][int(model_id)] = STATUS_CODES[status]
+        self.group["results/record"][int(model_id)] = json.dumps(to_jsonable(dict(record)))
+        self.group["results/status"][int(model_id)] = STATUS_CODES[status]
 
     # ------------------------------------------------------------------ summaries
     def unfinished_note(self) -> str:
@@ -1096,7 +1101,7 @@ class Zoo:
         meta = self.meta
         archs = {
             k: {"name": a["name"], "config": a["config"], "n_params": ParamLayout.from_record(a["layout"]).n_params,
-                "n_models": int(self._root[f"weights/{k}"].shape[0])}
+                "n_models": int(self.group[f"weights/{k}"].shape[0])}
             for k, a in meta["architectures"].items()
         }
         out = {

@@ -67,7 +67,7 @@ import torch
 from pydantic import BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from kernels.registry import Registry
-from zoo.errors import SpecError, UnknownNameError
+from zoo.errors import UnknownNameError
 from zoo.format import canonical_json, short_hash, to_jsonable
 from zoo.validation import (
     Bool,

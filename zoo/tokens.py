@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from zoo.errors import ArchitectureMismatchError, ZooError
 from kernels.layout import ParamLayout
+from zoo.errors import ArchitectureMismatchError, ZooError
 
 
 @dataclass

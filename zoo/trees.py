@@ -36,7 +36,7 @@ def class_multi_hot(z: Zoo, ids: Sequence[int] | None = None) -> np.ndarray:
     model ``m`` was trained on class ``class_ids(z)[k]`` (a class-subset child: its subset; any other
     model: every class). Read from the ``class_<id>`` columns of the models table."""
     columns = tree_meta(z)["class_columns"]
-    planned = z._planned
+    planned = z.planned
     missing = [c for c in columns if c not in planned.columns]
     if missing:
         raise ZooError(f"{z.path}: models table lacks the multi-hot columns {missing[:3]} listed in attribute 'tree'")
@@ -46,7 +46,7 @@ def class_multi_hot(z: Zoo, ids: Sequence[int] | None = None) -> np.ndarray:
 
 def children_of(z: Zoo, model_id: int) -> np.ndarray:
     """Sorted ids ``[n_children]`` of the models fine-tuned from ``model_id``."""
-    planned = z._planned
+    planned = z.planned
     if "parent_id" not in planned.columns:
         return np.zeros(0, dtype=np.int64)
     return np.sort(planned.loc[planned["parent_id"] == int(model_id), "model_id"].to_numpy().astype(np.int64))
@@ -58,7 +58,7 @@ def checkpoint_epochs_of(z: Zoo, model_id: int) -> list[int]:
     meta = z.meta
     if "tree" not in meta:
         return list(meta["checkpoint_epochs"])
-    role = str(z._row(model_id)["tree_role"])  # range-checked, with an error naming the ids
+    role = str(z.row(model_id)["tree_role"])  # range-checked, with an error naming the ids
     return [int(e) for e in meta["tree"]["checkpoint_epochs"][role]]
 
 

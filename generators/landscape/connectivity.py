@@ -22,8 +22,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from kernels.layout import ParamLayout
-
 from generators.landscape.population_data import (
     STREAM_CURVE_T,
     cross_entropy_sum,
@@ -31,6 +29,7 @@ from generators.landscape.population_data import (
     member_generator,
 )
 from generators.population import PopulationModel
+from kernels.layout import ParamLayout
 
 
 def mc_from_curve(values: np.ndarray) -> np.ndarray:

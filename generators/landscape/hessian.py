@@ -22,8 +22,6 @@ import numpy as np
 import torch
 from torch.func import grad, vjp
 
-from kernels.layout import ParamLayout
-
 from generators.landscape.population_data import (
     STREAM_POWER,
     STREAM_TRACE,
@@ -31,6 +29,7 @@ from generators.landscape.population_data import (
     member_generator,
 )
 from generators.population import PopulationModel
+from kernels.layout import ParamLayout
 
 
 class PopulationHVP:

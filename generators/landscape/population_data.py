@@ -12,11 +12,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from generators.population import PopulationModel, loss_and_correct
 from kernels.layout import ParamLayout
 from zoo.store import Zoo
 from zoo.tasks import TaskData
-
-from generators.population import PopulationModel, loss_and_correct
 
 # streams of per-model random numbers
 STREAM_POWER, STREAM_TRACE, STREAM_CURVE_T = 1, 2, 3

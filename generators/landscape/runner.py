@@ -23,12 +23,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from zoo.errors import CorruptChunkError, ZooError
-from zoo.format import STATUS_CODES, STATUS_NAMES, to_jsonable
-from zoo.lock import locks_store
-from zoo.store import Zoo
-from zoo.tasks import TaskData, build_task
-
 from generators.landscape.cka import pair_cka
 from generators.landscape.connectivity import curve_values, linear_barrier, mc_from_curve, train_bends
 from generators.landscape.hessian import hessian_metrics
@@ -38,6 +32,11 @@ from generators.landscape.population_data import fixed_batch, population_of, sto
 from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
 from generators.landscape.spectra import ALPHA_REASONS, SPREAD_TOL, layer_alpha_fits, n_weight_layers
 from generators.population import PopulationModel
+from zoo.errors import CorruptChunkError, ZooError
+from zoo.format import STATUS_CODES, STATUS_NAMES, to_jsonable
+from zoo.lock import locks_store
+from zoo.store import Zoo
+from zoo.tasks import TaskData, build_task
 
 Values = dict[str, np.ndarray]
 
@@ -319,7 +318,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         raise ZooError(f"{z.path} is open read-only; open it with zoo.open(path, mode='r+') to write landscape metrics")
     start = time.perf_counter()
     c = z.checkpoint_index(s.checkpoint)
-    planned = z._planned
+    planned = z.planned
     status = z.status_codes()
     if model_ids is None:
         selected = planned["model_id"].to_numpy()

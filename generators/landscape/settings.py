@@ -28,7 +28,7 @@ from zoo.errors import SpecError
 from zoo.validation import Bool, FieldError, Int, Number, SpecModel, register_schema, spec_error, validate
 
 #: Metric families, in the order they run. ``barrier`` is off by default.
-FAMILIES = ("hessian", "alpha", "cka", "mc", "barrier")
+METRIC_FAMILIES = ("hessian", "alpha", "cka", "mc", "barrier")
 DEFAULT_FAMILIES = ("hessian", "alpha", "cka", "mc")
 #: Families computed on pairs of seeds of one grid cell.
 PAIR_FAMILIES = ("cka", "mc", "barrier")
@@ -117,18 +117,18 @@ def parse_families(names: Iterable[str] | str) -> tuple[str, ...]:
     if isinstance(names, str):
         names = [n for n in names.replace(",", " ").split() if n]
     if not isinstance(names, (list, tuple)):
-        raise FieldError(f"expected a list of metric names from {list(FAMILIES)}, got {names!r}")
+        raise FieldError(f"expected a list of metric names from {list(METRIC_FAMILIES)}, got {names!r}")
     out = []
     for i, n in enumerate(names):
         key = _ALIASES.get(str(n), str(n))
-        if key not in FAMILIES:
-            raise FieldError(f"unknown metric {n!r}; choose from {list(FAMILIES)}", (i,), unknown_name=True)
+        if key not in METRIC_FAMILIES:
+            raise FieldError(f"unknown metric {n!r}; choose from {list(METRIC_FAMILIES)}", (i,), unknown_name=True)
         out.append(key)
-    return tuple(f for f in FAMILIES if f in out)
+    return tuple(f for f in METRIC_FAMILIES if f in out)
 
 
 class LandscapeSettings(_Section):
-    """All landscape settings. ``metrics`` selects the families that run (see :data:`FAMILIES`).
+    """All landscape settings. ``metrics`` selects the families that run (see :data:`METRIC_FAMILIES`).
 
     ``max_population`` (models or pairs processed together), ``threads`` (torch intra-op threads
     while computing; 0 keeps torch's setting) and ``group_bytes`` (the working set of one group of
@@ -237,7 +237,7 @@ def load_settings(source: str | Path | Mapping[str, Any] | LandscapeSettings | N
 
 #: Settings that make the 8-model test zoo take about a second or two (for tests and smoke runs).
 QUICK = {
-    "metrics": list(FAMILIES),
+    "metrics": list(METRIC_FAMILIES),
     "hessian": {"n_train": 64, "n_test": 64, "iters": 20, "tol": 1e-2, "trace_vectors": 8, "trace_tol": 1e-2,
                 "trace_min_vectors": 4},
     "cka": {"n_samples": 64},

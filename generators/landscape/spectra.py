@@ -28,7 +28,6 @@ import torch
 
 from kernels.layout import ParamLayout
 
-
 #: Why a weight matrix has no alpha; ``landscape/alpha_reason`` stores the index (0: it has one).
 ALPHA_REASONS = ("fitted", "non-finite weights", "too few eigenvalues", "no spread", "no tail")
 #: Tails whose values span less than this in log (a factor 1.0001) are no power law: eigenvalues that

@@ -38,8 +38,18 @@ def test_import_a_public_zoo_and_pack_it(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "imported from smallcnnzoo" in r.stdout and "smallcnn" in r.stdout
     z = zoo.open(tmp_path / "s.zarr")
-    assert z._root[f"weights/{z.models.loc[0, 'arch_key']}"].chunks[0] == 2
+    assert z.group[f"weights/{z.models.loc[0, 'arch_key']}"].chunks[0] == 2
     info = json.loads(_cli("info", str(tmp_path / "s.zarr"), "--json").stdout)
     assert info["kind"] == "imported" and info["status_counts"]["ok"] == 3
     r = _cli("import", "--from", "modelzoos", str(tmp_path / "mnist"), "--out", str(tmp_path / "m.zarr"))
     assert r.returncode == 2 and "weightzoo import: error:" in r.stderr and "no trial directories" in r.stderr
+
+
+def test_cli_format_choices_are_the_registered_ones():
+    # the CLI lists them without importing zoo (fast start); they must not drift from the registries
+    from weightzoo.commands.interchange import PUBLIC_FORMATS, ROUND_TRIP_FORMATS
+    from zoo.importers import zoo_importer_names
+    from zoo.interchange import interchange_format_names
+
+    assert sorted(ROUND_TRIP_FORMATS) == interchange_format_names()
+    assert sorted(PUBLIC_FORMATS) == zoo_importer_names()

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import yaml
-
 from helpers.specs import TINY_SPEC
+
 from generators.driver import generate
 from generators.landscape import QUICK
 from generators.spec import load_spec, resolve_spec_path

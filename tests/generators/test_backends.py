@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 import yaml
+from helpers.specs import TINY_SPEC
 
 from generators.driver import backend_names, create_or_resume, generate, pending_populations
 from generators.kinds import TaskCache, get_zoo_kind
@@ -15,8 +16,6 @@ from generators.population import train_population
 from generators.spec import load_spec
 from weightzoo.cli import main
 from zoo.errors import SpecError
-
-from helpers.specs import TINY_SPEC
 
 
 def test_ray_is_a_backend_that_importing_generators_does_not_load():

@@ -6,18 +6,16 @@ import time
 import pytest
 import torch
 import yaml
+from helpers.killing import generate_and_kill, grid_spec_with_reference
+from helpers.same_zoo import assert_same_zoo
 
 import zoo
 from generators.driver import generate
-from generators.phase_grid import plan_models
+from generators.phase_grid import plan_models, population_config
 from generators.population import Member, train_single
-from generators.phase_grid import population_config
 from generators.spec import load_spec
 from zoo.errors import SpecError
 from zoo.tasks import build_task
-
-from helpers.killing import generate_and_kill, grid_spec_with_reference
-from helpers.same_zoo import assert_same_zoo
 
 
 def test_tiny_zoo_is_complete_and_consistent(tiny_zoo, tiny_spec):

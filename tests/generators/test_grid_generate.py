@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers.specs import TINY_SPEC
 from helpers.same_zoo import assert_same_models
+from helpers.specs import TINY_SPEC
 
 import zoo
 from generators import driver

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers.landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 import zoo
 from generators.landscape.connectivity import bezier, curve_values, linear_barrier, mc_from_curve, train_bends
 from generators.landscape.population_data import population_of
-from helpers.landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 def test_mc_sign_on_constructed_curves():

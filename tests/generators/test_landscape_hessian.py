@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
 from torch.func import functional_call
 
-from zoo.architectures import build_architecture, layout_of
 from generators.landscape.hessian import PopulationHVP, group_size, hessian_metrics, hutchinson_trace, top_eigenvalue
 from generators.landscape.population_data import STREAM_TRACE, member_generator
 from generators.population import PopulationModel
-from helpers.landscape_helpers import one_thread  # noqa: F401  (autouse fixture)
+from zoo.architectures import build_architecture, layout_of
 
 ARCHS = {  # tiny architectures: MLP (batched-matmul fast path) and 1-D CNN (vmap path)
     "mlp": ((5,), {"width": 4, "depth": 1, "activation": "tanh"}),

@@ -5,16 +5,15 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.specs import TINY_SPEC
 
 import zoo
-from weightzoo.cli import main
-from zoo.store import create_zoo
 from generators.driver import pending_populations
 from generators.landscape import QUICK, compute_landscape
 from generators.landscape import runner as runner_module
 from generators.spec import load_spec
-
-from helpers.specs import TINY_SPEC
+from weightzoo.cli import main
+from zoo.store import create_zoo
 
 ALL_NAMES = ["hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test",
              "hessian_trace_train_se", "hessian_trace_test_se", "alpha", "alpha_layers", "alpha_reason", "cka",
@@ -140,7 +139,7 @@ def test_checkpoint_and_model_selection(store):
 
 def test_zoo_without_grid_cells_gets_no_pair_metrics(tiny_zoo_path, tmp_path):
     src = zoo.open(tiny_zoo_path)
-    models = src._planned.drop(columns=["grid_cell", "arch_row"])
+    models = src.planned.drop(columns=["grid_cell", "arch_row"])
     z = create_zoo(tmp_path / "tree.zarr", models=models, architectures=src.architectures, tasks=src.tasks,
                    checkpoint_epochs=src.checkpoint_epochs, metric_names=src.metric_names, n_epochs=2)
     for i in range(4):

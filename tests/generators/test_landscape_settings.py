@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from zoo.errors import SpecError
 from generators.landscape.settings import DEFAULT_FAMILIES, QUICK, LandscapeSettings, load_settings
+from zoo.errors import SpecError
 
 
 def test_defaults_and_records_are_json():

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.architectures import build_architecture, layout_of
 from generators.landscape.spectra import (
     esd,
     farms_eigenvalues,
@@ -13,6 +12,7 @@ from generators.landscape.spectra import (
     layer_alphas,
     weight_matrices,
 )
+from zoo.architectures import build_architecture, layout_of
 
 
 def _pareto(alpha: float, n: int, xmin: float, seed: int) -> np.ndarray:

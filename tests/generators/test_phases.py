@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 import zoo
-from generators.phases import (PHASES, SIGNATURES, PhaseRule, assign, indicators, label_phases, load_rule,
-                               otsu_threshold)
+from generators.phases import PHASES, SIGNATURES, PhaseRule, assign, indicators, label_phases, load_rule, otsu_threshold
 from generators.plots import plot_phase_diagrams
 from zoo.errors import SpecError, ZooError
 

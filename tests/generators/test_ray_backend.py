@@ -18,15 +18,15 @@ from tqdm import tqdm
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the 'ray' extra: pip install 'weightzoo[ray]'")
 
+from helpers.killing import grid_spec_with_reference, kill_after_models_written  # noqa: E402
+from helpers.same_zoo import assert_same_models, assert_same_zoo  # noqa: E402
+from helpers.specs import TINY_SPEC  # noqa: E402
+
 import zoo  # noqa: E402
 from generators.driver import create_or_resume, generate, pending_populations, train_population_job  # noqa: E402
 from generators.ray_backend import POLL_S, PopulationsLostError, run_ray  # noqa: E402
 from generators.spec import load_spec  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
-
-from helpers.specs import TINY_SPEC  # noqa: E402
-from helpers.killing import grid_spec_with_reference, kill_after_models_written  # noqa: E402
-from helpers.same_zoo import assert_same_models, assert_same_zoo  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-import zoo
 from helpers.killing import generate_and_kill
 from helpers.same_zoo import assert_same_zoo
+
+import zoo
 from generators.driver import generate
 from generators.report import print_summary
 from generators.spec import load_spec
@@ -128,7 +128,7 @@ def test_tree_splits(tree):
     # deterministic: the same as planned again from the same table
     from generators.model_tree import tree_splits
 
-    for name, codes, _ in tree_splits(tree._planned, load_spec("tree_quick").splits):
+    for name, codes, _ in tree_splits(tree.planned, load_spec("tree_quick").splits):
         assert np.array_equal(codes, tree.split(name)), name
     assert tree.meta["normalization"]  # default-split statistics once complete
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 import zoo
+from weightzoo.cli import main
 from zoo.architectures import architecture_record
 from zoo.archive import write_zip
-from weightzoo.cli import main
 from zoo.errors import NotAZooError, OfflineError, ZooError
 
 

@@ -12,8 +12,8 @@ import zipfile
 import pytest
 
 import zoo
-from zoo.archive import write_zip
 from weightzoo.cli import main
+from zoo.archive import write_zip
 from zoo.errors import CorruptChunkError
 
 

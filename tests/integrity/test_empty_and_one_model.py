@@ -11,13 +11,13 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
+from weightzoo.cli import main
 from zoo.architectures import architecture_record
 from zoo.catalog import pack
-from weightzoo.cli import main
 from zoo.errors import ZooError
 from zoo.importers import import_public
 from zoo.interchange import FORMATS, diff_stores, import_zoo
-from zoo.pack import pack_weights
+from zoo.rechunk import pack_weights
 
 
 def _store(path, n: int) -> zoo.Zoo:

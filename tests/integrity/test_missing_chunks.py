@@ -8,11 +8,11 @@ import pytest
 from torch.utils.data import DataLoader
 
 import zoo
-from zoo.catalog import pack
 from weightzoo.cli import main
+from zoo.catalog import pack
 from zoo.errors import CorruptChunkError
 from zoo.interchange import export_zoo
-from zoo.pack import pack_weights
+from zoo.rechunk import pack_weights
 
 
 @pytest.fixture()

@@ -11,8 +11,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from kernels import STAT_NAMES, layer_stats, permute, population_forward  # noqa: E402
-from zoo.architectures import build_architecture, layout_of, load_flat_weights  # noqa: E402
 from kernels.errors import LayoutMismatchError  # noqa: E402
+from zoo.architectures import build_architecture, layout_of, load_flat_weights  # noqa: E402
 
 ARCHS = [
     ("mlp", (37,), {"width": 19, "depth": 2, "activation": "tanh"}),

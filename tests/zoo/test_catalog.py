@@ -4,6 +4,7 @@ import warnings
 import pytest
 
 import zoo
+from weightzoo.cli import main
 from zoo.cache import cache_dir
 from zoo.catalog import (
     BUILTIN_SOURCE,
@@ -14,7 +15,6 @@ from zoo.catalog import (
     pack,
     read_catalog_file,
 )
-from weightzoo.cli import main
 from zoo.errors import CatalogError
 
 SHA = "ab" * 32

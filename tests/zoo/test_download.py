@@ -6,12 +6,12 @@ import threading
 
 import pytest
 import torch
+from helpers.range_http_server import RangeHTTPServer
 
 import generators  # noqa: F401  (registers the recipe builder that zoo.load(build=True) uses)
 import zoo
-from helpers.range_http_server import RangeHTTPServer
-from zoo.catalog import pack
 from weightzoo.cli import main
+from zoo.catalog import pack
 from zoo.download import fetch, parse_hf_url, part_path
 from zoo.errors import ChecksumError, DownloadError, OfflineError, ZooError
 
@@ -48,7 +48,7 @@ def _visible(folder):
 def _same_weights(z, tiny_zoo_path):
     ref = zoo.open(tiny_zoo_path)
     for key in ref.architectures:
-        ids = ref._planned.index[ref._planned["arch_key"] == key].tolist()
+        ids = ref.planned.index[ref.planned["arch_key"] == key].tolist()
         assert torch.equal(z.weights(ids), ref.weights(ids))
 
 

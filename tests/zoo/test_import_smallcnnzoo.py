@@ -4,11 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers.smallcnnzoo_release import EPOCHS, keras_forward, keras_variables, write_release  # noqa: F401
 
 from zoo.errors import ZooError
 from zoo.importers import import_public
-
-from helpers.smallcnnzoo_release import EPOCHS, keras_forward, keras_variables, write_release  # noqa: F401
 
 
 @pytest.fixture(scope="module")

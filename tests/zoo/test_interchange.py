@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from safetensors import safe_open
 from helpers.store_factory import make_rich_store
+from safetensors import safe_open
 
 import zoo
 from zoo.errors import CorruptChunkError, ZooError
+from zoo.importers import import_public
 from zoo.interchange import FORMATS, diff_stores, export_zoo, import_zoo
 
 OUT_NAMES = {"hdf5": "z.h5", "hf": "z_hf", "safetensors": "z_st"}
@@ -67,7 +68,7 @@ def test_hdf5_layout_and_attributes(rich, round_trips):
     path = round_trips["hdf5"][0]
     with h5py.File(path, "r") as f:
         key = sorted(rich.architectures)[0]
-        assert f[f"weights/{key}"].shape == rich._root[f"weights/{key}"].shape
+        assert f[f"weights/{key}"].shape == rich.group[f"weights/{key}"].shape
         assert f[f"weights/{key}"].chunks == (1, 1, rich.layout(key).n_params) and f[f"weights/{key}"].fletcher32
         assert json.loads(f.attrs["weightzoo"]) == rich.meta
         assert json.loads(f["models/optimizer"].attrs["categories"]) == ["adam", "sgd"]
@@ -145,6 +146,8 @@ def test_bad_inputs_give_clear_errors(rich, round_trips, tmp_path):
         export_zoo(rich, "hdf5", round_trips["hdf5"][0], progress=False)
     with pytest.raises(ZooError, match="unknown interchange format 'csv'"):
         export_zoo(rich, "csv", tmp_path / "x", progress=False)
+    with pytest.raises(ZooError, match=r"unknown public zoo importer 'csv'; choose from \['modelzoos', "):
+        import_public(tmp_path, "csv", tmp_path / "y")
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f["x"] = np.zeros(3)
     with pytest.raises(ZooError, match=r"plain.h5: root attribute 'weightzoo_interchange' is not a 'weightzoo-hdf5'"):
@@ -168,10 +171,10 @@ def test_bad_inputs_give_clear_errors(rich, round_trips, tmp_path):
 
 
 def test_hdf5_reads_every_zarr_float_fill_value():
-    from zoo.interchange.hdf5 import _fill_value
+    from zoo.interchange.hdf5 import fill_value
 
     def fill(value, dtype):
-        return _fill_value({"fill_value": value}, np.dtype(dtype))
+        return fill_value({"fill_value": value}, np.dtype(dtype))
 
     assert np.isnan(fill("0x7fc00000", "float32")) and np.isnan(fill("NaN", "float64"))
     assert fill("0x3f800000", "float32") == 1.0 and fill("0xc000000000000000", "float64") == -2.0
@@ -183,16 +186,16 @@ def test_hdf5_reads_every_zarr_float_fill_value():
 
 
 def test_packed_store_reads_the_same_and_round_trips(rich, tmp_path):
-    from zoo.pack import pack_weights
+    from zoo.rechunk import pack_weights
 
     with pytest.raises(ZooError, match="1 models are still pending"):
         pack_weights(rich.path, models_per_chunk=4, progress=False)
     z = make_rich_store(tmp_path / "p.zarr", n=6)
     assert z.status_counts()["pending"] == 0  # the pending model (id 7) is not among 6 models
-    before = {k: z._root[f"weights/{k}"][...] for k in z.architectures}
+    before = {k: z.group[f"weights/{k}"][...] for k in z.architectures}
     packed = pack_weights(z.path, models_per_chunk=4, progress=False)
     for k, values in before.items():
-        arr = packed._root[f"weights/{k}"]
+        arr = packed.group[f"weights/{k}"]
         assert arr.chunks == (min(4, arr.shape[0]), 1, arr.shape[2])
         np.testing.assert_array_equal(arr[...], values)
     mlp = packed.models.loc[1, "arch_key"]

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from zoo.architectures import build_architecture, layout_of, load_flat_weights
-from zoo.errors import ArchitectureMismatchError, UnknownNameError
 from kernels.errors import LayoutMismatchError
 from kernels.layout import ParamLayout
+from zoo.architectures import build_architecture, layout_of, load_flat_weights
+from zoo.errors import ArchitectureMismatchError, UnknownNameError
 
 ARCHS = [("mlp", (40,), {"width": 16, "depth": 2}), ("cnn1d", (40,), {"width": 8}),
          ("cnn2d", (1, 28, 28), {"activation": "relu"})]

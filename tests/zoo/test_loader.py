@@ -11,9 +11,9 @@ from helpers.store_factory import make_rich_store
 
 import zoo
 from zoo.augment import PermutationAugment
-from zoo.dataset import ZooDataset
 from zoo.batch_loader import ZooBatchLoader
-from zoo.pack import pack_weights
+from zoo.dataset import ZooDataset
+from zoo.rechunk import pack_weights
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_split_and_drop_last(stores):
 
 
 def test_loading_and_packing_do_not_import_the_interchange_formats():
-    code = ("import sys, zoo.pack, zoo.batch_loader; "
+    code = ("import sys, zoo.rechunk, zoo.batch_loader; "
             "print(sorted(m for m in ('h5py', 'datasets', 'safetensors', 'zoo.interchange') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -121,7 +121,7 @@ def test_direct_chunk_reads_equal_zarr(stores, tmp_path):
 
     for z in stores:
         for key in z.architectures:
-            arr = z._root[f"weights/{key}"]
+            arr = z.group[f"weights/{key}"]
             reader = direct_reader(arr)
             assert reader is not None
             n = arr.shape[0]
@@ -129,7 +129,7 @@ def test_direct_chunk_reads_equal_zarr(stores, tmp_path):
                 out = np.empty((stop - start, arr.shape[2]), dtype=np.float32)
                 reader.rows(start, stop, 2, out)
                 np.testing.assert_array_equal(out, arr[start:stop, 2, :])  # NaN where never written, as zarr
-    assert direct_reader(stores[0]._root["metrics/test_acc"]) is None  # other shapes go through zarr
+    assert direct_reader(stores[0].group["metrics/test_acc"]) is None  # other shapes go through zarr
     shutil.copytree(stores[1].path, tmp_path / "c.zarr")
     z = zoo.open(tmp_path / "c.zarr")
     key = z.models.loc[1, "arch_key"]
@@ -137,6 +137,6 @@ def test_direct_chunk_reads_equal_zarr(stores, tmp_path):
     data = bytearray(chunk.read_bytes())
     data[100] ^= 0xFF
     chunk.write_bytes(bytes(data))
-    out = np.empty((4, z._root[f"weights/{key}"].shape[2]), dtype=np.float32)
+    out = np.empty((4, z.group[f"weights/{key}"].shape[2]), dtype=np.float32)
     with pytest.raises(CorruptChunkError, match="fails its CRC32C checksum"):
-        direct_reader(z._root[f"weights/{key}"]).rows(0, 4, 2, out)
+        direct_reader(z.group[f"weights/{key}"]).rows(0, 4, 2, out)

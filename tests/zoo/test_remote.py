@@ -9,11 +9,11 @@ import zipfile
 import fsspec
 import pytest
 import torch
+from helpers.range_http_server import RangeHTTPServer
 
 import zoo
-from helpers.range_http_server import RangeHTTPServer
-from zoo.archive import write_zip
 from weightzoo.cli import main
+from zoo.archive import write_zip
 from zoo.errors import NotAZooError, ZooError
 
 
@@ -35,7 +35,7 @@ def _assert_same_zoo(z, ref):
     assert z.n_models == ref.n_models and z.checkpoint_epochs == ref.checkpoint_epochs
     assert z.models.equals(ref.models)
     for key in ref.architectures:
-        ids = ref._planned.index[ref._planned["arch_key"] == key].tolist()
+        ids = ref.planned.index[ref.planned["arch_key"] == key].tolist()
         for c in range(len(ref.checkpoint_epochs)):
             assert torch.equal(z.weights(ids, checkpoint=c), ref.weights(ids, checkpoint=c))
 
@@ -74,9 +74,9 @@ def test_http_directory_store_reads_equal_weights(tiny_zoo_path, server):
 def test_http_store_fetches_only_the_chunks_it_needs(tiny_zoo_path, server):
     z = zoo.open(f"{server.url}/tiny.zarr")
     ref = zoo.open(tiny_zoo_path)
-    key = str(ref._planned.loc[5, "arch_key"])
-    row = int(ref._planned.loc[5, "arch_row"])
-    n_chunks = ref._root[f"weights/{key}"].nchunks
+    key = str(ref.planned.loc[5, "arch_key"])
+    row = int(ref.planned.loc[5, "arch_row"])
+    n_chunks = ref.group[f"weights/{key}"].nchunks
     before = len(server.requests)
     w = z.weights([5], checkpoint=1)
     assert torch.equal(w, ref.weights([5], checkpoint=1))

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from zoo.errors import ZooError
-from zoo.splits import SPLIT_CODES, assign_split, hash_uniform, ood_split, split_ids
+from zoo.splits import SPLIT_CODES, assign_split, hash_uniform, ids_in_split, ood_split
 
 
 def _models(n: int = 2000) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def test_ood_holds_out_exactly_the_requested_cells():
     assert (codes[~held.to_numpy()] != 2).all()
     rest = codes[~held.to_numpy()]
     assert 0.1 < (rest == 1).mean() < 0.3
-    assert split_ids(m, codes, "test").tolist() == sorted(m["model_id"][held].tolist())
+    assert ids_in_split(m, codes, "test").tolist() == sorted(m["model_id"][held].tolist())
 
 
 def test_ood_holdout_fraction_picks_whole_cells_deterministically():
@@ -105,14 +105,14 @@ def test_ood_holdout_fraction_picks_whole_cells_deterministically():
 def test_split_ids_partition_and_sorted():
     m = _models(300).sample(frac=1.0, random_state=1)
     codes = assign_split(m, seed=0)
-    parts = [split_ids(m, codes, s) for s in SPLIT_CODES]
+    parts = [ids_in_split(m, codes, s) for s in SPLIT_CODES]
     for p in parts:
         assert (np.diff(p) > 0).all()
     assert sorted(np.concatenate(parts).tolist()) == list(range(300))
     with pytest.raises(ZooError, match="split must be one of"):
-        split_ids(m, codes, "holdout")
+        ids_in_split(m, codes, "holdout")
     with pytest.raises(ZooError, match="one per row"):
-        split_ids(m, codes[:10], "train")
+        ids_in_split(m, codes[:10], "train")
 
 
 @pytest.mark.parametrize("fractions,match", [

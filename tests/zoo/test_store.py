@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import zoo
+from kernels.layout import ParamLayout
 from zoo.architectures import architecture_record, build_architecture, layout_of
 from zoo.errors import ArchitectureMismatchError, CorruptChunkError, FormatVersionError, NotAZooError, ZooError
 from zoo.format import ROOT_ATTR, architecture_key
-from kernels.layout import ParamLayout
 
 
 def _make_store(path, n=4, width=8, **create):
@@ -34,8 +34,8 @@ def test_architecture_record_matches_its_parts():
 
 def test_extra_curves_are_written_through_the_store_api(tmp_path):
     z, lay = _make_store(tmp_path / "z.zarr", curve_names=["test_acc", "lr"])
-    assert sorted(z._root["curves"].array_keys()) == ["lr", "test_acc", "train_loss"]  # train_loss always
-    assert z._root["curves/lr"].shape == z._root["curves/train_loss"].shape == (4, 5)
+    assert sorted(z.group["curves"].array_keys()) == ["lr", "test_acc", "train_loss"]  # train_loss always
+    assert z.group["curves/lr"].shape == z.group["curves/train_loss"].shape == (4, 5)
     z.write_model(0, weights=torch.randn(2, lay.n_params), metrics={}, status="ok", record={},
                   curve=np.arange(5), curves={"test_acc": np.linspace(0, 1, 5)})
     z.write_model(1, weights=None, metrics={}, status="failed", record={},

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from kernels.layout import ParamEntry, ParamLayout
 from zoo.architectures import build_architecture, layout_of
 from zoo.errors import ArchitectureMismatchError, ZooError
-from kernels.layout import ParamEntry, ParamLayout
 from zoo.tokens import detokenize, token_map, tokenize
 
 ARCHS = [

@@ -33,7 +33,7 @@ from zoo import ZooError, build_architecture, open_zoo
 from zoo.tasks import DERIVED_OPTIONS, build_task
 
 #: Derivation families a generator can be trained on (the descriptor cannot express label permutations).
-FAMILIES = ("class_subset", "corruption")
+GENERATED_FAMILIES = ("class_subset", "corruption")
 TARGETS = ("delta", "weights")
 PARTS = {"train": 0, "val": 1, "test": 2}
 
@@ -165,7 +165,7 @@ class GenerationData(LightningDataModule):
         store: path of the zoo.
         arch: architecture key, or a name (``mlp``) that one architecture of the selection has.
         families: model trees: derivation families of the children used (default ``["class_subset"]``;
-            any of :data:`FAMILIES`).
+            any of :data:`GENERATED_FAMILIES`).
         split_name: stored split (``auto``: ``ood_tasks`` for model trees, else ``default``).
         target: ``delta`` (task vectors, model trees only), ``weights``, or ``auto`` (delta for trees).
         checkpoints: checkpoint indices whose weights are rows (default ``[-1]``; several give p-diff's
@@ -214,9 +214,9 @@ class GenerationData(LightningDataModule):
         tree = z.meta.get("tree")
         ok = models[models["status"] == "ok"]
         if tree is not None:
-            bad = sorted(set(self.families) - set(FAMILIES))
+            bad = sorted(set(self.families) - set(GENERATED_FAMILIES))
             if bad:
-                raise ZooError(f"data.families: {bad} cannot be generated; choose from {list(FAMILIES)}")
+                raise ZooError(f"data.families: {bad} cannot be generated; choose from {list(GENERATED_FAMILIES)}")
             ok = ok[(ok["tree_role"] == "child") & ok["derivation"].isin(self.families)]
         arch_key = resolve_arch(z, ok if len(ok) else models, self.arch)
         sel = ok[ok["arch_key"] == arch_key]

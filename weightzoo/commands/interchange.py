@@ -47,7 +47,7 @@ def _import(args: argparse.Namespace) -> int:
 
         z = import_public(args.src, args.source_format, args.out, progress=not args.quiet)
     if args.pack:
-        from zoo.pack import pack_weights
+        from zoo.rechunk import pack_weights
 
         z = pack_weights(args.out, args.pack, progress=not args.quiet)
     _print_store(z, f"imported from {args.source_format}")
@@ -56,7 +56,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _cmd_pack(args: argparse.Namespace) -> int:
     from zoo.lock import store_lock
-    from zoo.pack import pack_weights
+    from zoo.rechunk import pack_weights
 
     with store_lock(args.store, wait=args.wait):
         z = pack_weights(args.store, args.models_per_chunk, progress=not args.quiet)

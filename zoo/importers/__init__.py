@@ -14,29 +14,41 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from kernels.registry import Registry
 from zoo.errors import UnknownNameError
 from zoo.importers.modelzoos import import_modelzoos
 from zoo.importers.safetensors_dir import import_safetensors_dir
 from zoo.importers.smallcnnzoo import import_smallcnnzoo
 from zoo.store import Zoo
 
-IMPORTERS: dict[str, Callable[..., Zoo]] = {
-    "modelzoos": import_modelzoos,
-    "smallcnnzoo": import_smallcnnzoo,
-    "safetensors-dir": import_safetensors_dir,
-}
+_IMPORTERS: Registry[Callable[..., Zoo]] = Registry("public zoo importer", error=UnknownNameError)
 
 
-def importer_names() -> list[str]:
-    return list(IMPORTERS)
+def register_zoo_importer(name: str) -> Callable[[Callable[..., Zoo]], Callable[..., Zoo]]:
+    """Decorator: ``importer(src, out, progress=...) -> Zoo`` becomes ``weightzoo import --from name``."""
+    return _IMPORTERS.register(name)
+
+
+def get_zoo_importer(name: str) -> Callable[..., Zoo]:
+    """The importer ``name``; :class:`~zoo.errors.UnknownNameError` listing the importers when there is none."""
+    return _IMPORTERS.get(name)
+
+
+def zoo_importer_names() -> list[str]:
+    """Registered public-zoo importers, sorted."""
+    return _IMPORTERS.names()
+
+
+register_zoo_importer("modelzoos")(import_modelzoos)
+register_zoo_importer("smallcnnzoo")(import_smallcnnzoo)
+register_zoo_importer("safetensors-dir")(import_safetensors_dir)
 
 
 def import_public(src: str | os.PathLike, fmt: str, out: str | os.PathLike, progress: bool = True) -> Zoo:
-    """Import a public zoo in format ``fmt`` (see :data:`IMPORTERS`) from ``src`` into a new store ``out``."""
-    if fmt not in IMPORTERS:
-        raise UnknownNameError(f"unknown importer {fmt!r}; choose from {importer_names()}")
-    return IMPORTERS[fmt](src, out, progress=progress)
+    """Import a public zoo in format ``fmt`` (see :func:`zoo_importer_names`) from ``src`` into a new
+    store ``out``. Raises :class:`~zoo.errors.UnknownNameError` for an unknown ``fmt``."""
+    return get_zoo_importer(fmt)(src, out, progress=progress)
 
 
-__all__ = ["IMPORTERS", "importer_names", "import_public", "import_modelzoos", "import_smallcnnzoo",
+__all__ = ["register_zoo_importer", "get_zoo_importer", "zoo_importer_names", "import_public", "import_modelzoos", "import_smallcnnzoo",
            "import_safetensors_dir"]

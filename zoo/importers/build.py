@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from kernels.layout import ParamLayout
+from zoo.atomic import atomic_output
 from zoo.errors import ZooError
 from zoo.format import STATUS_CODES, architecture_key, library_versions
-from zoo.atomic import atomic_output
 from zoo.lock import store_lock
-from kernels.layout import ParamLayout
 from zoo.store import Zoo, create_zoo, open_zoo
 
 

@@ -39,11 +39,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kernels.layout import ParamLayout
 from zoo.architectures import architecture_record
 from zoo.errors import ZooError
 from zoo.importers.build import ImportPlan, ModelResult, build_store, classify, fingerprint_files, index_rows
 from zoo.importers.torch_state import load_state_dict
-from kernels.layout import ParamLayout
 from zoo.store import Zoo
 
 CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")

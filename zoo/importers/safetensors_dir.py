@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 from safetensors import SafetensorError, safe_open
 
-from zoo.architectures import ACTIVATIONS, architecture_names, architecture_record
 from kernels.errors import LayoutMismatchError
+from kernels.layout import ParamLayout
+from zoo.architectures import ACTIVATIONS, architecture_names, architecture_record
 from zoo.errors import ZooError
 from zoo.importers.build import (
     ImportPlan,
@@ -40,7 +41,6 @@ from zoo.importers.build import (
     fingerprint_files,
     generic_architecture,
 )
-from kernels.layout import ParamLayout
 from zoo.store import Zoo
 
 Signature = tuple[tuple[str, tuple[int, ...]], ...]

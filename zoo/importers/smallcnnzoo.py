@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kernels.layout import ParamLayout
 from zoo.architectures import architecture_record
 from zoo.errors import ZooError
 from zoo.importers.build import (
@@ -44,7 +45,6 @@ from zoo.importers.build import (
     classify,
     fingerprint_files,
 )
-from kernels.layout import ParamLayout
 from zoo.store import Zoo
 
 WEIGHTS_FILES = ("weights.npy", "all_weights.npy")

@@ -7,8 +7,8 @@ import copy
 import numpy as np
 
 from zoo.chunkio import row_blocks
-from zoo.interchange.skeleton import StoreSkeleton, as_numpy
 from zoo.format import ROOT_ATTR
+from zoo.interchange.skeleton import StoreSkeleton, as_numpy
 from zoo.store import CONSOLIDATED_ATTR, SNAPSHOT, Zoo
 
 

@@ -24,10 +24,10 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from zoo.errors import ZooError
-from zoo.format import ROOT_ATTR
 from zoo.atomic import atomic_output
 from zoo.chunkio import row_blocks
+from zoo.errors import ZooError
+from zoo.format import ROOT_ATTR
 from zoo.interchange.skeleton import StoreSkeleton, as_numpy, parse_format_document
 from zoo.store import Zoo, open_zoo
 
@@ -49,7 +49,7 @@ def _float_fill(value: object, dtype: np.dtype) -> np.generic:
     return dtype.type(value)
 
 
-def _fill_value(doc: dict, dtype: np.dtype):
+def fill_value(doc: dict, dtype: np.dtype):
     fill = doc.get("fill_value")
     if dtype == object or fill is None:
         return None
@@ -94,7 +94,7 @@ def export_hdf5(z: Zoo, out: str | os.PathLike, progress: bool = True) -> Path:
             ds = f.create_dataset(
                 path, shape=shape, dtype=h5py.string_dtype("utf-8") if dtype == object else dtype,
                 chunks=chunks if chunked else None, fletcher32=chunked and dtype != object,
-                fillvalue=_fill_value(doc, dtype))
+                fillvalue=fill_value(doc, dtype))
             ds.attrs["zarr_json"] = json.dumps(doc)
             column = path.split("/", 1)[1] if path.startswith("models/") else None
             info = meta.get("columns", {}).get(column, {}) if column else {}

@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from zoo.atomic import atomic_output
 from zoo.errors import ZooError, user_error
 from zoo.interchange.columns import planned_array, planned_columns
-from zoo.atomic import atomic_output
 from zoo.interchange.skeleton import (
     RowReader,
     RowWriter,

@@ -40,10 +40,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from kernels.layout import ParamLayout
+from zoo.atomic import atomic_output
 from zoo.errors import ZooError
 from zoo.format import STATUS_NAMES
 from zoo.interchange.columns import from_text, human_values, planned_array, planned_columns, to_text
-from zoo.atomic import atomic_output
 from zoo.interchange.skeleton import (
     RowReader,
     RowWriter,
@@ -54,7 +55,6 @@ from zoo.interchange.skeleton import (
     write_model_arrays,
     write_zoo_arrays,
 )
-from kernels.layout import ParamLayout
 from zoo.splits import SPLIT_CODES
 from zoo.store import Zoo, open_zoo
 

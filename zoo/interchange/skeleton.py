@@ -50,7 +50,7 @@ class StoreSkeleton:
     @classmethod
     def of(cls, z: Zoo) -> "StoreSkeleton":
         """The skeleton of an open store (read from its ``zarr.json`` documents, byte for byte)."""
-        root = z._root
+        root = z.group
         nodes = {"": _read_json(root.store, _key(root.path, "zarr.json"))}
         for name, _node in root.members(max_depth=None):
             nodes[name] = _read_json(root.store, _key(root.path, f"{name}/zarr.json"))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from zoo.chunkio import row_blocks
 from zoo.errors import ZooError
 from zoo.lock import locks_store
-from zoo.store import _CHECKED, Zoo, open_zoo
+from zoo.store import CHECKED_CODECS, Zoo, open_zoo
 
 DEFAULT_MODELS_PER_CHUNK = 256
 
@@ -46,14 +46,14 @@ def pack_weights(path: str | os.PathLike, models_per_chunk: int = DEFAULT_MODELS
     base = Path(path) / "weights"
     for key in sorted(z.architectures):
         _finish_interrupted_swap(base, key)
-        arr = z._root[f"weights/{key}"]
+        arr = z.group[f"weights/{key}"]
         m = min(int(models_per_chunk), max(arr.shape[0], 1))
         if tuple(arr.chunks) == (m, 1, arr.shape[2]):
             continue
         tmp_name = f".{key}.packing"
         shutil.rmtree(base / tmp_name, ignore_errors=True)
-        new = z._root["weights"].create_array(tmp_name, shape=arr.shape, chunks=(m, 1, arr.shape[2]),
-                                              dtype=arr.dtype, fill_value=np.nan, **_CHECKED)
+        new = z.group["weights"].create_array(tmp_name, shape=arr.shape, chunks=(m, 1, arr.shape[2]),
+                                              dtype=arr.dtype, fill_value=np.nan, **CHECKED_CODECS)
         blocks = list(row_blocks(arr.shape, arr.dtype, new.chunks))
         for sel in tqdm(blocks, desc=f"pack {key}", unit="block", disable=not progress):
             new[sel] = z.read_weights(key, sel)  # checked: a damaged or missing chunk stops the pack
