@@ -34,7 +34,7 @@ from zoo.errors import (
 from zoo.format import FORMAT_VERSION
 from zoo.loader import load
 from zoo.store import Zoo, create_zoo, open_zoo
-from zoo.tasks import TaskData, build_task, task_sources
+from zoo.tasks import TaskData, build_task, task_source_names
 from zoo.trees import class_multi_hot
 from zoo.version import __version__
 
@@ -46,7 +46,7 @@ __all__ = [
     "register_architecture", "ZooError", "NotAZooError", "FormatVersionError", "CorruptChunkError",
     "ArchitectureMismatchError", "SpecError", "UnknownNameError", "ZooDataset", "ZooBatchLoader", "norm_stats",
     "TaskData",
-    "build_task", "task_sources", "load", "load_catalog", "CatalogEntry", "CatalogError", "DownloadError",
+    "build_task", "task_source_names", "load", "load_catalog", "CatalogEntry", "CatalogError", "DownloadError",
     "ChecksumError", "OfflineError", "StoreLockedError",
     "class_multi_hot",
 ]

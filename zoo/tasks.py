@@ -7,7 +7,7 @@ turns it back into tensors, identically in every process. A spec is a flat mappi
      "classes": None, "train_fraction": 1.0, "subset_seed": 0,    # generic transforms
      "standardize": True}
 
-Sources (:func:`task_sources`; add more with :func:`register_task_source`):
+Sources (:func:`task_source_names`; add more with :func:`register_task_source`):
 
 ``mnist1d``
     MNIST-1D generated procedurally by the ``mnist1d`` package (never downloaded). Options
@@ -98,7 +98,7 @@ __all__ = [
     "register_task_source",
     "task_cache_dir",
     "task_hash",
-    "task_sources",
+    "task_source_names",
     "unregister_task_source",
 ]
 
@@ -152,7 +152,7 @@ class TaskSource:
 
 _SOURCES: Registry[TaskSource] = Registry("data source", error=UnknownNameError)
 get_task_source = _SOURCES.get
-task_sources = _SOURCES.names
+task_source_names = _SOURCES.names
 _RESERVED = ("source", "classes", "train_fraction", "subset_seed", "standardize", *DERIVED_OPTIONS)
 
 
@@ -324,7 +324,7 @@ def normalize_task_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
     try:
         source = get_task_source(parsed.source)
     except UnknownNameError:
-        raise spec_error("task.source", f"unknown data source {parsed.source!r}; choose from {task_sources()}",
+        raise spec_error("task.source", f"unknown data source {parsed.source!r}; choose from {task_source_names()}",
                          unknown_name=True) from None
     out: dict[str, Any] = {"source": parsed.source, "classes": parsed.classes,
                            "train_fraction": parsed.train_fraction, "subset_seed": parsed.subset_seed,

@@ -22,7 +22,7 @@ from zoo.tasks import (
     normalize_task_spec,
     register_task_source,
     task_hash,
-    task_sources,
+    task_source_names,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,8 +54,8 @@ def _rows(x: torch.Tensor) -> set[bytes]:
 
 # ------------------------------------------------------------------------------------------- specs
 def test_sources_are_registered():
-    assert {"mnist1d", "digits", "hf"} <= set(task_sources())
-    assert task_sources() == sorted(task_sources())
+    assert {"mnist1d", "digits", "hf"} <= set(task_source_names())
+    assert task_source_names() == sorted(task_source_names())
 
 
 def test_normalize_fills_defaults_and_is_canonical():
@@ -438,9 +438,9 @@ def test_hf_errors_name_the_field_and_list_what_exists(hf_cache):
 @pytest.fixture()
 def user_sources():
     """Sources a test registers are unregistered after it."""
-    before = set(tasks.task_sources())
+    before = set(tasks.task_source_names())
     yield
-    for name in set(tasks.task_sources()) - before:
+    for name in set(tasks.task_source_names()) - before:
         tasks.unregister_task_source(name)
 
 
@@ -455,7 +455,7 @@ def test_registered_user_source(user_sources):
         y = torch.arange(n) % 4 + 10
         return torch.randn(n, dim, generator=g), y, torch.randn(8, dim, generator=g), torch.arange(8) % 4 + 10
 
-    assert "toy" in task_sources()
+    assert "toy" in task_source_names()
     spec = normalize_task_spec({"source": "toy", "dim": 5})
     assert spec["n"] == 40 and spec["dim"] == 5 and spec["train_fraction"] == 1.0
     data = build_task({"source": "toy", "dim": 5, "classes": [13, 10]})
