@@ -46,7 +46,7 @@ from generators.spec_fields import (
     seed_list,
 )
 from zoo.format import canonical_json, short_hash
-from zoo.validation import FieldError, Int, SpecModel, Str, as_number, validate
+from zoo.validation import FieldError, Int, SpecModel, Str, as_number, drop_nulls, validate
 
 TRAINING_PARAMS = ("batch_size", "lr", "weight_decay", "momentum")
 TASK_PARAMS = ("train_fraction",)
@@ -94,9 +94,7 @@ class PhaseGridSchema(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _null_means_default(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            data = {k: v for k, v in data.items() if not (k in ("landscape", "phases", "population") and v is None)}
-        return data
+        return drop_nulls(data, ("landscape", "phases", "population"))
 
     @field_validator("task", mode="wrap")
     @classmethod

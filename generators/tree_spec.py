@@ -51,7 +51,7 @@ from generators.spec_fields import (
 )
 from zoo.format import short_hash
 from zoo.tasks import CORRUPTION_KINDS, DERIVED_OPTIONS
-from zoo.validation import FieldError, Int, Number, SpecModel, Str, as_int, as_number, validate
+from zoo.validation import FieldError, Int, Number, SpecModel, Str, as_int, as_number, drop_nulls, known_keys, validate
 
 #: Derivation families, in the order their children are planned (the derived-task options of zoo.tasks).
 DERIVATION_FAMILIES = DERIVED_OPTIONS
@@ -195,13 +195,7 @@ class CorruptionFamily(_FamilyBase):
     @field_validator("kinds", mode="before")
     @classmethod
     def _known_kinds(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping) or not value:
-            raise FieldError(f"is required: a mapping of corruption kinds {list(CORRUPTION_KINDS)} to "
-                             f"{{range: [low, high]}} or {{levels: [...]}}, got {value!r}")
-        unknown = sorted(set(value) - set(CORRUPTION_KINDS))
-        if unknown:
-            raise FieldError(f"unknown corruption kind; choose from {list(CORRUPTION_KINDS)}", (unknown[0],))
-        return value
+        return known_keys(value, CORRUPTION_KINDS, "corruption kind", "{range: [low, high]} or {levels: [...]}")
 
     def options(self, path: tuple) -> dict:
         return {"kinds": {k: self.kinds[k].record(k, (*path, "kinds", k)) for k in sorted(self.kinds)}}
@@ -261,13 +255,7 @@ class Children(SpecModel):
     @field_validator("families", mode="before")
     @classmethod
     def _some_families(cls, value: Any) -> Any:
-        if not isinstance(value, Mapping) or not value:
-            raise FieldError(f"is required: a mapping of families {list(DERIVATION_FAMILIES)} to their settings, "
-                             f"got {value!r}")
-        unknown = sorted(set(value) - set(DERIVATION_FAMILIES))
-        if unknown:
-            raise FieldError(f"unknown derivation family; choose from {list(DERIVATION_FAMILIES)}", (unknown[0],))
-        return value
+        return known_keys(value, DERIVATION_FAMILIES, "derivation family", "their settings")
 
 
 class TreeSplits(SpecModel):
@@ -305,9 +293,7 @@ class ModelTreeSchema(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _null_means_default(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            data = {k: v for k, v in data.items() if not (k in ("landscape", "phases", "splits", "population") and v is None)}
-        return data
+        return drop_nulls(data, ("landscape", "phases", "splits", "population"))
 
     @field_validator("task", mode="wrap")
     @classmethod

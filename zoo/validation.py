@@ -166,6 +166,26 @@ def choice(kind: str, names: Callable[[], Sequence[str]]) -> Callable[[Any], str
     return check
 
 
+def known_keys(value: Any, names: Sequence[str], kind: str, shape: str) -> Mapping:
+    """``value`` if it is a non-empty mapping whose keys are all in ``names``; otherwise a
+    :class:`FieldError` (at the first unknown key) naming the choices. ``kind`` names the keys
+    (``"corruption kind"``), ``shape`` what each maps to (``"{range: [low, high]}"``)."""
+    if not isinstance(value, Mapping) or not value:
+        raise FieldError(f"is required: a mapping of {kind} names {list(names)} to {shape}, got {value!r}")
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise FieldError(f"unknown {kind}; choose from {list(names)}", (unknown[0],))
+    return value
+
+
+def drop_nulls(data: Any, keys: Sequence[str]) -> Any:
+    """``data`` without the ``keys`` whose value is ``None`` (YAML ``key:`` with nothing after it), so that
+    they take their defaults; used as a ``model_validator(mode="before")``."""
+    if isinstance(data, Mapping):
+        return {k: v for k, v in data.items() if not (k in keys and v is None)}
+    return data
+
+
 def either(first: tuple[str, Any], second: tuple[str, Any], pick: Callable[[Any], bool]) -> Any:
     """A union of two input forms, validated by the one ``pick(value)`` selects (True: ``first``), so an
     error speaks of that form only; e.g. ``either(("list", list[Int]), ("schedule", Schedule),

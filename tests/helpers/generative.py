@@ -39,11 +39,6 @@ trainer: {{max_epochs: 4, accelerator: cpu, check_val_every_n_epoch: 2, enable_p
 """
 
 
-def tree_quick_store(factory=None) -> Path:
-    """The shipped tree_quick zoo (2 MLP bases, 6 children each), generated once per session."""
-    return tree_quick_path()
-
-
 def _fit(args: list[str]) -> None:
     assert main(["fit", *args]) == 0
 
@@ -53,7 +48,7 @@ def tiny_generator(factory, conditioning: str = "descriptor") -> Path:
     'weightzoo fit'; ``conditioning`` is descriptor or support (k = 4)."""
     key = f"diffusion-{conditioning}"
     if key not in _CACHE:
-        store = tree_quick_store(factory)
+        store = tree_quick_path()
         root = factory.mktemp(key)
         k = 4 if conditioning == "support" else 0
         (root / "ae.yaml").write_text(AE.format(store=store, k=k))

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 import zoo
-from helpers.trees import one_thread, tree_quick_path
+from helpers.trees import one_thread
 from zoo.architectures import architecture_record
 from zoo.splits import assign_split
 
@@ -68,11 +68,6 @@ def planted_store(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("planted") / "planted.zarr"
     make_planted_tree(path)
     return str(path)
-
-
-def tree_quick_store(tmp_path_factory=None) -> str:
-    """The shipped ``tree_quick`` spec, generated once per session."""
-    return str(tree_quick_path())
 
 
 def fit_quietly(module, dm, max_epochs: int = 30):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers.planted import N_CLASSES, mixed_store, planted_store
+from helpers.planted import N_CLASSES
 
 import kernels
 import zoo
@@ -16,16 +16,6 @@ from weightnets.views import (
     resolve_layer,
 )
 from zoo.architectures import architecture_record
-
-
-@pytest.fixture(scope="module")
-def planted_tree(tmp_path_factory):
-    return planted_store(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def mixed_grid(tmp_path_factory):
-    return mixed_store(tmp_path_factory)
 
 
 def _first(dm, split="train"):

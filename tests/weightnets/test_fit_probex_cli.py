@@ -5,27 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.planted import mixed_store, one_thread, planted_store, tree_quick_store
+from helpers.planted import one_thread
 
 from weightzoo.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "weightnets" / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-
-
-@pytest.fixture(scope="module")
-def planted_tree(tmp_path_factory):
-    return planted_store(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def mixed_grid(tmp_path_factory):
-    return mixed_store(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tree_quick(tmp_path_factory):
-    return tree_quick_store(tmp_path_factory)
 
 
 def _fit(config, store, run, *extra):

@@ -3,15 +3,10 @@ the layer sweep picks the planted layer on validation; shapes, dtypes and parame
 
 import pytest
 import torch
-from helpers.planted import fit_quietly, planted_store
+from helpers.planted import fit_quietly
 
 from weightnets import LayerProbe, ProbeX, ZooDataModule
 from weightnets.probes import DenseProbe, TreeRouter
-
-
-@pytest.fixture(scope="module")
-def planted_tree(tmp_path_factory):
-    return planted_store(tmp_path_factory)
 
 
 def test_probex_shapes_dtypes_and_parameter_count():

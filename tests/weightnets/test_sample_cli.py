@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers.generative import one_thread, tiny_generator, tree_quick_store
+from helpers.generative import one_thread, tiny_generator
 
 import zoo
 from weightzoo.cli import main
@@ -15,12 +15,6 @@ from weightzoo.cli import main
 def _one_thread():
     with one_thread():
         yield
-
-
-@pytest.fixture(scope="session")
-def tree_quick(tmp_path_factory):
-    with one_thread():
-        return tree_quick_store(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

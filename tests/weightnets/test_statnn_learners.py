@@ -1,19 +1,9 @@
 """StatNN: the statistics view into an MLP head and into gradient-boosted trees, on the same data module."""
 
 import pytest
-from helpers.planted import fit_quietly, mixed_store, planted_store
+from helpers.planted import fit_quietly
 
 from weightnets import StatNN, StatNNBoosting, ZooDataModule
-
-
-@pytest.fixture(scope="module")
-def planted_tree(tmp_path_factory):
-    return planted_store(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def mixed_grid(tmp_path_factory):
-    return mixed_store(tmp_path_factory)
 
 
 def test_statnn_boosting_predicts_the_number_of_classes_from_statistics(planted_tree):

@@ -229,22 +229,38 @@ def _lr(options: ComposeOptions, default: float) -> float:
 TRANSDUCTIVE = "unlabelled inputs of each task's test split (transductive)"
 
 
-@register_composer("adamerging_task")
-def _adamerging_task(problem: CompositionProblem, options: ComposeOptions) -> Composition:
-    from weightnets.compose.adamerging import AdaMerging
+def _register_transductive(name: str, learner: Callable[[float], Any], lr: float) -> None:
+    """A composer that learns coefficients from the unlabelled test inputs of each task."""
 
-    _no_shots("adamerging_task", options)
-    return _learned("adamerging_task", problem, options, AdaMerging("task", lr=_lr(options, 1e-3)),
-                    {"unlabelled": "test"}, TRANSDUCTIVE)
+    def compose(problem: CompositionProblem, options: ComposeOptions) -> Composition:
+        _no_shots(name, options)
+        return _learned(name, problem, options, learner(_lr(options, lr)), {"unlabelled": "test"}, TRANSDUCTIVE)
+
+    register_composer(name)(compose)
 
 
-@register_composer("adamerging_layer")
-def _adamerging_layer(problem: CompositionProblem, options: ComposeOptions) -> Composition:
-    from weightnets.compose.adamerging import AdaMerging
+def _adamerging(granularity: str) -> Callable[[float], Any]:
+    def make(lr: float) -> Any:
+        from weightnets.compose.adamerging import AdaMerging
 
-    _no_shots("adamerging_layer", options)
-    return _learned("adamerging_layer", problem, options, AdaMerging("layer", lr=_lr(options, 1e-3)),
-                    {"unlabelled": "test"}, TRANSDUCTIVE)
+        return AdaMerging(granularity, lr=lr)
+
+    return make
+
+
+def _atlas_objective(objective: str) -> Callable[[float], Any]:
+    def make(lr: float) -> Any:
+        from weightnets.compose.atlas import ATLAS
+
+        return ATLAS(objective, lr=lr)
+
+    return make
+
+
+_register_transductive("adamerging_task", _adamerging("task"), 1e-3)
+_register_transductive("adamerging_layer", _adamerging("layer"), 1e-3)
+_register_transductive("atlas_tta", _atlas_objective("entropy"), 1e-3)
+_register_transductive("atlas_pseudo", _atlas_objective("pseudo_label"), 1e-3)
 
 
 @register_composer("atlas")
@@ -255,24 +271,6 @@ def _atlas(problem: CompositionProblem, options: ComposeOptions) -> Composition:
     opts = ComposeOptions(**{**options.__dict__, "shots": shots})
     return _learned("atlas", problem, opts, ATLAS("ce", lr=_lr(options, 0.05)), {"shots": shots},
                     f"{shots} labelled examples per class per task (training split, seed {options.seed})")
-
-
-@register_composer("atlas_tta")
-def _atlas_tta(problem: CompositionProblem, options: ComposeOptions) -> Composition:
-    from weightnets.compose.atlas import ATLAS
-
-    _no_shots("atlas_tta", options)
-    return _learned("atlas_tta", problem, options, ATLAS("entropy", lr=_lr(options, 1e-3)), {"unlabelled": "test"},
-                    TRANSDUCTIVE)
-
-
-@register_composer("atlas_pseudo")
-def _atlas_pseudo(problem: CompositionProblem, options: ComposeOptions) -> Composition:
-    from weightnets.compose.atlas import ATLAS
-
-    _no_shots("atlas_pseudo", options)
-    return _learned("atlas_pseudo", problem, options, ATLAS("pseudo_label", lr=_lr(options, 1e-3)),
-                    {"unlabelled": "test"}, TRANSDUCTIVE)
 
 
 @register_composer("atlas_negation")
