@@ -1,22 +1,61 @@
-"""Names under which the landscape metrics are stored, and their descriptions (``docs/FORMAT.md``)."""
+"""The landscape metric families (a registry: ``register_metric_family`` / ``get_metric_family`` /
+``metric_family_names``), the names under which they are stored, and their descriptions (``docs/FORMAT.md``)."""
 
 from __future__ import annotations
 
-#: Per-model arrays (``landscape/<name>``) written by each family.
-PER_MODEL_NAMES: dict[str, tuple[str, ...]] = {
-    "hessian": ("hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test",
-                "hessian_trace_train_se", "hessian_trace_test_se"),
-    "alpha": ("alpha", "alpha_layers", "alpha_reason"),
-    "cka": ("cka",),
-    "mc": ("mc_loss", "mc_error"),
-    "barrier": ("barrier_loss", "barrier_error"),
-}
-#: Pair tables (``pairs/<name>``) written by each pair family.
-PAIR_NAMES: dict[str, tuple[str, ...]] = {
-    "cka": ("cka",),
-    "mc": ("mc_loss", "mc_error", "mc_loss_curve", "mc_error_curve"),
-    "barrier": ("barrier_loss", "barrier_error", "barrier_loss_curve", "barrier_error_curve"),
-}
+from dataclasses import dataclass
+
+from kernels.registry import Registry
+from zoo.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """One landscape metric family: what it stores and when it runs.
+
+    ``model_names``: the per-model arrays (``landscape/<name>``) it writes; ``pair_names``: the pair tables
+    (``pairs/<name>``) it writes, empty for a per-model family (a pair family's per-model values are the
+    means over the model's pairs); ``order``: families run in increasing order; ``default``: whether it runs
+    when a spec does not list ``landscape.metrics``. The computation is the landscape runner's
+    (:mod:`generators.landscape.runner`)."""
+
+    model_names: tuple[str, ...]
+    pair_names: tuple[str, ...] = ()
+    order: int = 0
+    default: bool = True
+
+    @property
+    def on_pairs(self) -> bool:
+        """Computed on pairs of seeds of one grid cell."""
+        return bool(self.pair_names)
+
+
+_FAMILIES: Registry[MetricFamily] = Registry("landscape metric family", error=UnknownNameError)
+register_metric_family = _FAMILIES.register
+get_metric_family = _FAMILIES.get
+
+
+def metric_family_names() -> list[str]:
+    """Registered metric families in the order they run (``hessian``, ``alpha``, ``cka``, ``mc``, ``barrier``)."""
+    return sorted(_FAMILIES.names(), key=lambda n: _FAMILIES.get(n).order)
+
+
+def default_metric_families() -> tuple[str, ...]:
+    """The families that run when a spec does not choose (all but ``barrier``)."""
+    return tuple(n for n in metric_family_names() if _FAMILIES.get(n).default)
+
+
+register_metric_family("hessian")(MetricFamily(
+    ("hessian_top_eig_train", "hessian_trace_train", "hessian_top_eig_test", "hessian_trace_test",
+     "hessian_trace_train_se", "hessian_trace_test_se"), order=0))
+register_metric_family("alpha")(MetricFamily(("alpha", "alpha_layers", "alpha_reason"), order=1))
+register_metric_family("cka")(MetricFamily(("cka",), ("cka",), order=2))
+register_metric_family("mc")(MetricFamily(("mc_loss", "mc_error"),
+                                          ("mc_loss", "mc_error", "mc_loss_curve", "mc_error_curve"), order=3))
+register_metric_family("barrier")(MetricFamily(
+    ("barrier_loss", "barrier_error"), ("barrier_loss", "barrier_error", "barrier_loss_curve", "barrier_error_curve"),
+    order=4, default=False))
+
 DESCRIPTIONS = {
     "hessian_top_eig_train": "largest-magnitude Hessian eigenvalue of the mean train cross-entropy (power iteration)",
     "hessian_trace_train": "Hessian trace of the mean train cross-entropy (Hutchinson, Rademacher vectors)",

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 from generators.landscape.cka import pair_cka
 from generators.landscape.connectivity import curve_values, linear_barrier, mc_from_curve, train_bends
 from generators.landscape.hessian import hessian_metrics
-from generators.landscape.names import DESCRIPTIONS, PAIR_NAMES, PER_MODEL_NAMES
+from generators.landscape.names import DESCRIPTIONS, get_metric_family
 from generators.landscape.pairs import cell_pairs
 from generators.landscape.population_data import fixed_batch, population_of, stored_weights
-from generators.landscape.settings import PAIR_FAMILIES, LandscapeSettings, load_settings
+from generators.landscape.settings import LandscapeSettings, load_settings
 from generators.landscape.spectra import ALPHA_REASONS, SPREAD_TOL, layer_alpha_fits, n_weight_layers
 from generators.population import PopulationModel
 from zoo.errors import CorruptChunkError, ZooError
@@ -113,7 +113,7 @@ class _Run:
     # ------------------------------------------------------------------ per-model families
     def declare(self, families: Sequence[str]) -> None:
         for family in families:
-            for name in PER_MODEL_NAMES[family]:
+            for name in get_metric_family(family).model_names:
                 self.z.declare_landscape(name, self.record(family), checkpoint=self.c,
                                          shape=self._shapes([name])[name], description=DESCRIPTIONS[name])
 
@@ -121,7 +121,7 @@ class _Run:
         """Compute ``family`` (``hessian`` or ``alpha``) for the models ``ids`` of one group that have
         no value yet."""
         tally = self.tally[family]
-        names = PER_MODEL_NAMES[family]
+        names = get_metric_family(family).model_names
         if family == "alpha":  # done once its reasons are written: a NaN alpha with a reason is an answer
             missing = [i for i, row in zip(ids, self.z.landscape("alpha_reason", ids)) if np.isnan(row).all()]
         else:
@@ -200,7 +200,7 @@ class _Run:
         """Compute pair family ``family`` for the cell pairs of one group (rows of the models table)
         that have no finite value yet; write the pair tables and the per-model means."""
         tally = self.tally[family]
-        names = PAIR_NAMES[family]
+        names = get_metric_family(family).pair_names
         pairs = cell_pairs(group, self.s.pairs.max_per_cell, self.s.pairs.seed)
         tables = [self._table(name, family) for name in names]
         # a run interrupted between two tables leaves a pair in some only: it is missing until in all
@@ -218,7 +218,7 @@ class _Run:
         self._compute(family, names, missing, lambda items: fn(items, task), write)
 
     def _write_pairs(self, family: str) -> None:
-        for name in PAIR_NAMES[family]:
+        for name in get_metric_family(family).pair_names:
             table = self.tables[name]
             keys = sorted(table)
             values = np.stack([table[k] for k in keys]) if keys else np.zeros((0,))
@@ -226,7 +226,7 @@ class _Run:
                                checkpoint=self.c, description=DESCRIPTIONS[name])
 
     def _write_model_means(self, family: str, ids: list[int]) -> None:
-        for name in PER_MODEL_NAMES[family]:
+        for name in get_metric_family(family).model_names:
             table = self.tables[name]
             by_model: dict[int, list[float]] = {i: [] for i in ids}
             for (a, b), v in table.items():
@@ -335,14 +335,14 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
             name = STATUS_NAMES.get(int(status[i]), "unknown")
             not_ok[name] = not_ok.get(name, 0) + 1
     notes: list[str] = []
-    pair_families = [f for f in s.metrics if f in PAIR_FAMILIES]
+    pair_families = [f for f in s.metrics if get_metric_family(f).on_pairs]
     if pair_families and "grid_cell" not in planned.columns:
         notes.append(f"no 'grid_cell' column in the models table: pair metrics {pair_families} skipped")
         pair_families = []
 
     bar = tqdm(total=len(ok), desc="landscape metrics", unit="model", disable=not progress or not ok)
     run = _Run(z, s, c, planned)
-    run.declare([f for f in s.metrics if f not in PAIR_FAMILIES or f in pair_families])
+    run.declare([f for f in s.metrics if not get_metric_family(f).on_pairs or f in pair_families])
     tasks: dict[str, TaskData] = {}
     threads = torch.get_num_threads()
     if s.threads:
@@ -355,7 +355,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
             ids = sorted(int(i) for i in group["model_id"])
             for family in s.metrics:
                 bar.set_postfix_str(f"{label}: {family}")
-                if family in ("hessian", "alpha"):
+                if not get_metric_family(family).on_pairs:
                     run.per_model(family, ids, tasks[task_key])
                 elif family in pair_families:
                     run.pairs(family, group, tasks[task_key])
@@ -370,7 +370,7 @@ def compute_landscape(z: Zoo, settings: LandscapeSettings | Mapping[str, Any] | 
         "n_models": int(len(selected)),
         "n_ok": len(ok),
         "not_computed": not_ok,
-        "metrics": {f: run.tally[f].as_dict("pairs" if f in PAIR_FAMILIES else "models") for f in s.metrics},
+        "metrics": {f: run.tally[f].as_dict("pairs" if get_metric_family(f).on_pairs else "models") for f in s.metrics},
         "notes": notes,
         "seconds": round(time.perf_counter() - start, 3),
     }

@@ -24,14 +24,10 @@ import yaml
 from pydantic import BeforeValidator, ConfigDict, Field
 from typing_extensions import Annotated
 
+from generators.landscape.names import default_metric_families, get_metric_family, metric_family_names
 from zoo.errors import SpecError
 from zoo.validation import Bool, FieldError, Int, Number, SpecModel, register_schema, spec_error, validate
 
-#: Metric families, in the order they run. ``barrier`` is off by default.
-METRIC_FAMILIES = ("hessian", "alpha", "cka", "mc", "barrier")
-DEFAULT_FAMILIES = ("hessian", "alpha", "cka", "mc")
-#: Families computed on pairs of seeds of one grid cell.
-PAIR_FAMILIES = ("cka", "mc", "barrier")
 _ALIASES = {"mode_connectivity": "mc", "heavy_tail": "alpha", "spectra": "alpha", "hessians": "hessian"}
 
 SampleRule = Literal["random", "first"]
@@ -117,18 +113,18 @@ def parse_families(names: Iterable[str] | str) -> tuple[str, ...]:
     if isinstance(names, str):
         names = [n for n in names.replace(",", " ").split() if n]
     if not isinstance(names, (list, tuple)):
-        raise FieldError(f"expected a list of metric names from {list(METRIC_FAMILIES)}, got {names!r}")
+        raise FieldError(f"expected a list of metric names from {metric_family_names()}, got {names!r}")
     out = []
     for i, n in enumerate(names):
         key = _ALIASES.get(str(n), str(n))
-        if key not in METRIC_FAMILIES:
-            raise FieldError(f"unknown metric {n!r}; choose from {list(METRIC_FAMILIES)}", (i,), unknown_name=True)
+        if key not in metric_family_names():
+            raise FieldError(f"unknown metric {n!r}; choose from {metric_family_names()}", (i,), unknown_name=True)
         out.append(key)
-    return tuple(f for f in METRIC_FAMILIES if f in out)
+    return tuple(f for f in metric_family_names() if f in out)
 
 
 class LandscapeSettings(_Section):
-    """All landscape settings. ``metrics`` selects the families that run (see :data:`METRIC_FAMILIES`).
+    """All landscape settings. ``metrics`` selects the families that run (see :func:`~generators.landscape.names.metric_family_names`).
 
     ``max_population`` (models or pairs processed together), ``threads`` (torch intra-op threads
     while computing; 0 keeps torch's setting) and ``group_bytes`` (the working set of one group of
@@ -139,7 +135,7 @@ class LandscapeSettings(_Section):
     gains (docs/LANDSCAPE.md, "Cost")."""
 
     enabled: Bool = True
-    metrics: Annotated[tuple[str, ...], BeforeValidator(parse_families)] = DEFAULT_FAMILIES
+    metrics: Annotated[tuple[str, ...], BeforeValidator(parse_families)] = default_metric_families()
     checkpoint: Int = Field(default=-1, description="index into the stored checkpoints (negative from the end)")
     max_population: Int = Field(default=64, gt=0)
     threads: Int = Field(default=1, ge=0)
@@ -198,7 +194,7 @@ class LandscapeSettings(_Section):
         if family == "hessian":
             rec.update(loss="mean cross-entropy", top_eigenvalue="power iteration (largest magnitude)",
                        trace="Hutchinson, Rademacher vectors; stops when its standard error <= trace_tol * |trace|")
-        if family in PAIR_FAMILIES:
+        if get_metric_family(family).on_pairs:
             rec["pairs"] = {**self.section("pairs"), "rule": "seeds of one grid_cell"}
         return rec
 
@@ -237,7 +233,7 @@ def load_settings(source: str | Path | Mapping[str, Any] | LandscapeSettings | N
 
 #: Settings that make the 8-model test zoo take about a second or two (for tests and smoke runs).
 QUICK = {
-    "metrics": list(METRIC_FAMILIES),
+    "metrics": metric_family_names(),
     "hessian": {"n_train": 64, "n_test": 64, "iters": 20, "tol": 1e-2, "trace_vectors": 8, "trace_tol": 1e-2,
                 "trace_min_vectors": 4},
     "cka": {"n_samples": 64},

@@ -4,13 +4,14 @@ import json
 
 import pytest
 
-from generators.landscape.settings import DEFAULT_FAMILIES, QUICK, LandscapeSettings, load_settings
+from generators.landscape.names import default_metric_families
+from generators.landscape.settings import QUICK, LandscapeSettings, load_settings
 from zoo.errors import SpecError
 
 
 def test_defaults_and_records_are_json():
     s = LandscapeSettings()
-    assert s.enabled and s.metrics == DEFAULT_FAMILIES and s.checkpoint == -1
+    assert s.enabled and s.metrics == default_metric_families() == ("hessian", "alpha", "cka", "mc") and s.checkpoint == -1
     assert s.hessian.iters == 100 and s.hessian.tol == 1e-3
     json.dumps(s.to_record())
     for family in ("hessian", "alpha", "cka", "mc", "barrier"):
@@ -66,3 +67,13 @@ def test_load_settings_from_yaml(tmp_path):
         load_settings(bad)
     with pytest.raises(SpecError, match="no such settings file"):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_metric_families_are_a_registry_in_run_order():
+    from generators.landscape import get_metric_family, metric_family_names
+    from zoo.errors import UnknownNameError
+
+    assert metric_family_names() == ["hessian", "alpha", "cka", "mc", "barrier"]
+    assert get_metric_family("mc").on_pairs and not get_metric_family("alpha").on_pairs
+    with pytest.raises(UnknownNameError, match="unknown landscape metric family 'curvature'; choose from"):
+        get_metric_family("curvature")

@@ -29,7 +29,7 @@ def _print_summary(z: Any, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from generators.landscape import PAIR_NAMES, PER_MODEL_NAMES
+    from generators.landscape import get_metric_family
 
     console = Console()
     if not summary["enabled"]:
@@ -48,14 +48,14 @@ def _print_summary(z: Any, summary: dict) -> None:
     for col in ("name", "models with a value", "mean", "min", "max"):
         values.add_column(col, justify="left" if col == "name" else "right")
     for family in summary["metrics"]:
-        names = [n for n in PER_MODEL_NAMES[family] if n in z.landscape_names and not z.landscape_settings(n)["shape"]]
+        names = [n for n in get_metric_family(family).model_names if n in z.landscape_names and not z.landscape_settings(n)["shape"]]
         for name in names:
             v = z.landscape(name)
             finite = v[np.isfinite(v)]
             stats = [f"{f(finite):.4g}" if finite.size else "-" for f in (np.mean, np.min, np.max)]
             values.add_row(name, str(finite.size), *stats)
     console.print(values)
-    pairs = [n for f in summary["metrics"] for n in PAIR_NAMES.get(f, ()) if n in z.pair_names and "curve" not in n]
+    pairs = [n for f in summary["metrics"] for n in get_metric_family(f).pair_names if n in z.pair_names and "curve" not in n]
     if pairs:
         console.print("pair tables: " + ", ".join(f"{n} ({len(z.pairs(n))} pairs)" for n in pairs))
     for family, m in summary["metrics"].items():
