@@ -35,14 +35,13 @@ from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import AfterValidator, Field
 from typing_extensions import Annotated
 
 from zoo.errors import SpecError, ZooError
 from zoo.format import STATUS_CODES
 from zoo.store import Zoo
-from zoo.validation import Int, Number, SpecModel, Str, register_schema, validate
+from zoo.validation import Int, Number, SpecModel, Str, read_yaml, register_schema, validate
 
 RULE_NAME = "yang2021"
 RULE_VERSION = 1
@@ -109,10 +108,7 @@ def load_rule(rule: str | Path | Mapping[str, Any] | PhaseRule | None = None) ->
         source = str(rule)
         if not Path(rule).exists():
             raise SpecError(f"phase rule file {source} does not exist")
-        try:
-            rule = yaml.safe_load(Path(rule).read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{source}: not valid YAML/JSON: {exc}") from exc
+        rule = read_yaml(rule) or {}
     return validate(PhaseRule, rule, source=source)
 
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from generators.kinds import get_zoo_kind, zoo_kind_names
 from zoo.errors import SpecError, UnknownNameError
-from zoo.validation import spec_error
+from zoo.validation import read_yaml, spec_error
 
 SPEC_DIR = Path(__file__).parent / "specs"
 
@@ -42,10 +40,7 @@ def resolve_spec_path(name_or_path: str | Path) -> Path:
 def read_spec_file(spec: str | Path) -> tuple[dict, str]:
     """``(mapping, source)`` of a YAML spec file or shipped spec name."""
     path = resolve_spec_path(spec)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    data = read_yaml(path)
     if not isinstance(data, Mapping):
         raise SpecError(f"{path}: the spec must be a mapping of fields, got {type(data).__name__}")
     return dict(data), str(path)

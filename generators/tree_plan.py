@@ -152,6 +152,16 @@ _NO_DERIVATION = {"label_permutation": "", "n_moved_classes": 0, "corruption": "
 
 
 def plan_tree(spec: ModelTreeSpec) -> tuple[pd.DataFrame, dict[str, dict], dict[str, dict], dict]:
+    """:func:`tree_tables`; a :class:`SpecError` it raises names the spec file."""
+    try:
+        return tree_tables(spec)
+    except SpecError as exc:
+        if spec.source and not str(exc).startswith(spec.source):
+            raise SpecError(f"{spec.source}: {exc}") from None
+        raise
+
+
+def tree_tables(spec: ModelTreeSpec) -> tuple[pd.DataFrame, dict[str, dict], dict[str, dict], dict]:
     """The models table, architecture records, task specs and the ``tree`` attribute of a tree zoo.
 
     Columns beyond the training settings: ``parent_id`` (-1 for bases), ``tree_id`` (the model id of

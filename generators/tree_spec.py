@@ -367,6 +367,7 @@ class ModelTreeSpec:
     raw: dict = field(default_factory=dict)
     analysis: Optional[Analysis] = None  # landscape metrics (phases need a grid)
     population: TreePopulationSettings = field(default_factory=TreePopulationSettings)  # speed only
+    source: Optional[str] = None  # the spec file, named in errors found when planning
 
     @property
     def kind(self) -> str:
@@ -461,4 +462,4 @@ def parse_model_tree(spec: Mapping[str, Any], source: Optional[str] = None) -> M
     raw.update(analysis.record())
     return ModelTreeSpec(name, s.task, bases, base_training, s.bases.data_seed_offset, child_training, s.children.seed,
                          s.children.tasks == "shared", s.children.data_seed_offset, families, s.population.max_size,
-                         p["splits"], raw, analysis, s.population)
+                         p["splits"], raw, analysis, s.population, source)

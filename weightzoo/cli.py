@@ -10,17 +10,36 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Iterator, Sequence
+from typing import Iterator, NoReturn, Sequence
 
 from weightzoo.commands.fit import run_fit
 from zoo.errors import user_error
+
+RESUMES = "rerun the same command to resume"
+#: What Ctrl-C leaves, for the commands that do not resume.
+INTERRUPTED = {
+    "fit": "the run folder has no test_metrics.json; rerun the same command to start the run again",
+    "sample": "nothing was written to --out; rerun the same command to start again",
+    "compose": "nothing was written to --out; rerun the same command to start again",
+    "export": "nothing was written to --out; rerun the same command to start again",
+    "pack": "the archive was not written; rerun the same command to start again",
+    "pack-weights": "each weights array is packed or untouched, never half; rerun the same command to finish",
+    "schema": "rerun the same command",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from weightzoo.commands import REGISTRARS
     from zoo import __version__
 
-    parser = argparse.ArgumentParser(prog="weightzoo", description="Model zoos for weight-space learning.")
+    parser = OneLineParser(prog="weightzoo", description="Model zoos for weight-space learning.")
     parser.add_argument("--version", action="version", version=f"weightzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in REGISTRARS:
@@ -55,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"weightzoo {args.command}: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"weightzoo {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"weightzoo {args.command}: interrupted; {INTERRUPTED.get(args.command, RESUMES)}", file=sys.stderr)
         return 130
 
 

@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import pathlib
 from typing import Annotated, Any, Callable, Iterable, Mapping, Sequence, TypeVar, Union
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Tag, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -164,6 +167,36 @@ def choice(kind: str, names: Callable[[], Sequence[str]]) -> Callable[[Any], str
         return value
 
     return check
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """The YAML (or JSON) document in the file ``path``. Raises :class:`SpecError` in one line naming the
+    file, line and column for text that is not UTF-8, not YAML, or maps one key twice."""
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}: not valid YAML: {where}{problem}") from None
 
 
 def known_keys(value: Any, names: Sequence[str], kind: str, shape: str) -> Mapping:

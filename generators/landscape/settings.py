@@ -20,13 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Union
 
-import yaml
 from pydantic import BeforeValidator, ConfigDict, Field
 from typing_extensions import Annotated
 
 from generators.landscape.names import default_metric_families, get_metric_family, metric_family_names
 from zoo.errors import SpecError
-from zoo.validation import Bool, FieldError, Int, Number, SpecModel, register_schema, spec_error, validate
+from zoo.validation import Bool, FieldError, Int, Number, SpecModel, read_yaml, register_schema, spec_error, validate
 
 _ALIASES = {"mode_connectivity": "mc", "heavy_tail": "alpha", "spectra": "alpha", "hessians": "hessian"}
 
@@ -219,10 +218,7 @@ def load_settings(source: str | Path | Mapping[str, Any] | LandscapeSettings | N
         if not path.is_file():
             raise SpecError(f"{path}: no such settings file")
         where = str(path)
-        try:
-            source = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        source = read_yaml(path) or {}
     if isinstance(source, Mapping) and "landscape" in source:
         source = source["landscape"]
     try:

@@ -197,3 +197,11 @@ def test_plan_has_tree_columns_and_multi_hot_labels():
         assert {k: v for k, v in derived.items() if k in source} == source
         assert list(extra) == [row.derivation]
     assert tree["checkpoint_epochs"] == {"base": [0, 2, 3], "child": [0, 1, 2]}
+
+
+def test_an_impossible_subset_count_names_the_spec_file(tmp_path):
+    spec = _tree(children__families={"class_subset": {"count": 600, "size": [3, 5]}})
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(SpecError, match=rf"^{path}: field 'children.families.class_subset.size': 600 children need "):
+        plan_tree(load_spec(path))

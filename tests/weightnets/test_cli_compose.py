@@ -94,6 +94,10 @@ def test_compose_bad_input(tmp_path, capsys):
                    "no children of family 'colour'", "corruption")
     one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "adamerging_task",
                             "--shots", "2", "--out", out], "--shots does not apply")
+    one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "atlas",
+                            "--steps", "-5", "--out", out], "--steps must be an integer >= 1, got -5")
+    one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "atlas",
+                            "--lr", "-1", "--out", out], "--lr must be a finite number > 0, got -1.0")
     assert not Path(out).exists()
     (tmp_path / "taken.zarr").mkdir()
     one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "average", "--out",

@@ -52,3 +52,30 @@ def test_bad_data_arguments_fail_with_one_line(planted_tree, mixed_grid, tmp_pat
     lines = [line for line in err.splitlines() if line.startswith("weightzoo fit: error:")]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert "Traceback" not in err
+
+
+def test_fit_refuses_settings_that_cannot_select_a_checkpoint(planted_tree, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "test_metrics.json").write_text("{}")  # an earlier run's: must not survive a new run
+    code = _fit("probex_classes.yaml", planted_tree, run, "--data.select", "null", "--trainer.max_epochs", "2",
+                "--trainer.check_val_every_n_epoch", "5")
+    err = capsys.readouterr().err
+    assert code == 2 and "max_epochs 2 < check_val_every_n_epoch 5" in err and len(err.strip().splitlines()) == 1
+    assert not (run / "test_metrics.json").exists()
+    code = _fit("probex_classes.yaml", planted_tree, run, "--trainer.max_epochs", "-5")
+    err = capsys.readouterr().err
+    assert code == 2 and "trainer:" in err and "max_epochs" in err and "Traceback" not in err
+
+
+def test_ctrl_c_during_fit_exits_130_without_test_metrics(planted_tree, tmp_path, capsys, monkeypatch):
+    from weightnets import LayerProbe
+
+    def ctrl_c(self, *args, **kwargs):  # Lightning's own handling runs: it catches it and exits with 1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LayerProbe, "training_step", ctrl_c)
+    run = tmp_path / "run"
+    assert _fit("probex_classes.yaml", planted_tree, run, "--data.select", "null") == 130
+    assert "the run folder has no test_metrics.json" in capsys.readouterr().err
+    assert not (run / "test_metrics.json").exists()

@@ -81,6 +81,8 @@ def test_sample_bad_input_is_one_line_and_exit_2(tree_quick, generator, tiny_zoo
     assert "--n must be >= 1, got 0" in _error(capsys, base + ["--n", "0"])
     assert "not on support sets" in _error(capsys, base + ["--support", "3"])
     assert "no model 99" in _error(capsys, base + ["--tasks", "99"])
+    assert "--steps must be >= 1, got 0" in _error(capsys, base + ["--steps", "0"])
+    assert "--guidance must be a finite number, got nan" in _error(capsys, base + ["--guidance", "nan"])
     support = tiny_generator(tmp_path_factory, "support")
     err = _error(capsys, ["sample", str(support), "--store", str(tree_quick), "--support", "100000", "--quiet"])
     assert "--support 100000 is larger than the training set" in err
@@ -96,3 +98,25 @@ def test_sample_with_a_support_set_generator(tree_quick, tmp_path_factory, tmp_p
                  "--out", str(out), "--quiet"]) == 0
     samples = zoo.open(out).models.query("generator == 'latent_diffusion'")
     assert set(samples["support_k"]) == {4} and len(samples) == 2 * 4
+
+
+def test_an_interrupted_sample_leaves_nothing_under_out(tree_quick, generator, tmp_path, monkeypatch, capsys):
+    from zoo.store import Zoo
+
+    calls = {"n": 0}
+    write = Zoo.write_model
+
+    def interrupted_write(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Zoo, "write_model", interrupted_write)
+    out = tmp_path / "gen.zarr"
+    args = ["sample", str(generator), "--store", str(tree_quick), "--n", "2", "--out", str(out), "--quiet"]
+    assert main(args) == 130
+    assert "nothing was written to --out" in capsys.readouterr().err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    monkeypatch.setattr(Zoo, "write_model", write)
+    assert main(args) == 0 and set(zoo.open(out).models["status"]) == {"ok"}  # the rerun starts again

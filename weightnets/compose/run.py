@@ -23,6 +23,7 @@ from the fitting part of the training split; otherwise the validation split
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,6 +41,7 @@ from weightnets.compose.methods import (
 )
 from weightnets.compose.taskset import CompositionError, CompositionProblem, task_label
 from weightnets.evaluate import evaluate_on_tasks, task_examples
+from weightnets.interrupt import interruptible
 from zoo import UnknownNameError
 
 #: λ grid for merge methods (selected on the selection data).
@@ -68,6 +70,15 @@ class ComposeOptions:
     densities: tuple[float, ...] = DENSITIES
     drop_probabilities: tuple[float, ...] = DROP_PROBABILITIES
     method_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "generations": self.generations,
+                    "shots": self.shots, "select_every": self.select_every}
+        for name, value in positive.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise CompositionError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        if self.lr is not None and not (math.isfinite(float(self.lr)) and float(self.lr) > 0):
+            raise CompositionError(f"--lr must be a finite number > 0, got {self.lr!r}")
 
 
 @dataclass
@@ -184,7 +195,7 @@ def fit_coefficients(problem: CompositionProblem, module: Any, datamodule: Compo
     trainer = Trainer(max_steps=int(steps), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", devices=1,
                       callbacks=callbacks, **extra)
-    trainer.fit(module, datamodule=datamodule)
+    interruptible(trainer, trainer.fit, module, datamodule=datamodule)
     module.selection = ({"selected_step": best.best_step, "val_score": best.best_score, "history": best.history}
                         if best is not None else {"selected_step": int(steps)})
     return module

@@ -228,7 +228,7 @@ class LatentDiffusion(LightningModule):
         dm = self.trainer.datamodule if self.trainer is not None else None
         if not isinstance(dm, GenerationData):
             raise ZooError(f"LatentDiffusion trains on a GenerationData data module (got {type(dm).__name__})")
-        ae = WeightAutoencoder.load_from_checkpoint(resolve_checkpoint(self.hparams.autoencoder), map_location="cpu")
+        ae = load_autoencoder(self.hparams.autoencoder)
         dm.setup(stage)
         diff = dm.context.same_data(ae.context)
         if diff:
@@ -391,15 +391,31 @@ class LatentDiffusion(LightningModule):
         return adamw_with_schedule(self, self.hparams.lr, self.hparams.weight_decay, self.hparams.warmup_steps)
 
 
+def _read_checkpoint(p: Path) -> Any:
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for files that are not checkpoints
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ZooError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {first})") from exc
+
+
+def load_autoencoder(path: str | Path) -> WeightAutoencoder:
+    """A trained :class:`WeightAutoencoder` from its checkpoint or ``weightzoo fit`` run folder. Raises
+    :class:`zoo.ZooError` for a file that is not a checkpoint or holds another module (named)."""
+    p = resolve_checkpoint(path)
+    ckpt = _read_checkpoint(p)
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    held = hparams.get("_class_path") if isinstance(hparams, dict) else None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or (held and not held.endswith("WeightAutoencoder")):
+        raise ZooError(f"{p}: not a WeightAutoencoder checkpoint (it holds {held or 'something else'})")
+    return WeightAutoencoder.load_from_checkpoint(p, map_location="cpu")
+
+
 def load_generator(path: str | Path) -> LatentDiffusion:
     """A trained :class:`LatentDiffusion` (eval mode, on CPU) from its checkpoint or ``weightzoo fit`` run
     folder. Raises :class:`zoo.ZooError` for files that are not generator checkpoints."""
     p = resolve_checkpoint(path)
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for files that are not checkpoints
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ZooError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {first})") from exc
+    ckpt = _read_checkpoint(p)
     if not isinstance(ckpt, dict) or CHECKPOINT_KEY not in ckpt:
         raise ZooError(f"{p}: not a weightzoo generator checkpoint (no '{CHECKPOINT_KEY}' record)")
     names = set(inspect.signature(LatentDiffusion.__init__).parameters) - {"self"}

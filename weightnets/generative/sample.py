@@ -34,7 +34,9 @@ from weightnets.evaluate import evaluate_weights, task_examples, validation_spli
 from weightnets.generative.data import GenerationContext, descriptor_of
 from weightnets.generative.diffusion import LatentDiffusion, load_generator
 from zoo import Zoo, ZooError, create_zoo, open_zoo
+from zoo.atomic import atomic_output
 from zoo.format import library_versions
+from zoo.lock import store_lock
 from zoo.tasks import TaskData, build_task, normalize_task_spec, task_hash
 
 GENERATOR_NAME = "latent_diffusion"
@@ -344,26 +346,27 @@ def write_generated_store(out: str | Path, gen: LatentDiffusion, z: Zoo, results
                          "families": list(ctx.families), "class_ids": list(ctx.class_ids), "class_columns": class_cols,
                          "source_task": source_key, "shared_tasks": False,
                          "checkpoint_epochs": {"base": [ctx.base_epoch], "child": [0]}}
-    gz = create_zoo(out, models=table, architectures={ctx.arch_key: ctx.arch}, tasks=tasks, checkpoint_epochs=[0],
-                    metric_names=list(METRICS), n_epochs=0, attrs=attrs)
-    versions = library_versions()
-    for pos, bid in enumerate(ctx.base_ids):
-        w = ctx.base_weights[pos][None]
-        m = _metrics(w, ctx.architecture(), *_source_examples(ctx))
-        gz.write_model(base_rows[pos], weights=w, metrics={k: v for k, v in m.items()}, status="ok",
-                       record={"versions": versions, "copied_from": {"store": str(z.path), "model_id": bid}})
-    mid = len(ctx.base_ids)
-    for res in results:
-        per = res.wall_time_s / max(len(res.weights), 1)
-        for s in range(len(res.weights)):
-            w = res.weights[s]
-            finite = bool(torch.isfinite(w).all())
-            gz.write_model(mid, weights=w[None] if finite else None,
-                           metrics={k: v[s:s + 1] for k, v in res.metrics.items()},
-                           status="ok" if finite else "failed",
-                           record={"wall_time_s": per, "versions": versions,
-                                   **({} if finite else {"error": "the generator produced non-finite weights"})})
-            mid += 1
+    with store_lock(out), atomic_output(out) as tmp:  # an interrupted write leaves nothing under 'out'
+        gz = create_zoo(tmp, models=table, architectures={ctx.arch_key: ctx.arch}, tasks=tasks, checkpoint_epochs=[0],
+                        metric_names=list(METRICS), n_epochs=0, attrs=attrs)
+        versions = library_versions()
+        for pos, bid in enumerate(ctx.base_ids):
+            w = ctx.base_weights[pos][None]
+            m = _metrics(w, ctx.architecture(), *_source_examples(ctx))
+            gz.write_model(base_rows[pos], weights=w, metrics={k: v for k, v in m.items()}, status="ok",
+                           record={"versions": versions, "copied_from": {"store": str(z.path), "model_id": bid}})
+        mid = len(ctx.base_ids)
+        for res in results:
+            per = res.wall_time_s / max(len(res.weights), 1)
+            for s in range(len(res.weights)):
+                w = res.weights[s]
+                finite = bool(torch.isfinite(w).all())
+                gz.write_model(mid, weights=w[None] if finite else None,
+                               metrics={k: v[s:s + 1] for k, v in res.metrics.items()},
+                               status="ok" if finite else "failed",
+                               record={"wall_time_s": per, "versions": versions,
+                                       **({} if finite else {"error": "the generator produced non-finite weights"})})
+                mid += 1
     return open_zoo(out)
 
 
@@ -385,6 +388,10 @@ def sample_to_store(checkpoint: str, store: str, tasks: str = "unseen", n: int =
     """
     if int(n) < 1:
         raise ZooError(f"--n must be >= 1, got {n}")
+    if steps is not None and int(steps) < 1:
+        raise ZooError(f"--steps must be >= 1, got {steps}")
+    if guidance is not None and not np.isfinite(guidance):
+        raise ZooError(f"--guidance must be a finite number, got {guidance}")
     if out is not None and Path(out).exists():
         raise ZooError(f"--out {out} already exists; choose another path")
     gen = load_generator(checkpoint)
