@@ -148,6 +148,8 @@ def test_bad_inputs_give_clear_errors(rich, round_trips, tmp_path):
         export_zoo(rich, "csv", tmp_path / "x", progress=False)
     with pytest.raises(ZooError, match=r"unknown public zoo importer 'csv'; choose from \['modelzoos', "):
         import_public(tmp_path, "csv", tmp_path / "y")
+    with pytest.raises(ZooError, match="a directory, not an HDF5 file"):
+        import_zoo(round_trips["safetensors"][0], "hdf5", tmp_path / "y", progress=False)
     with h5py.File(tmp_path / "plain.h5", "w") as f:
         f["x"] = np.zeros(3)
     with pytest.raises(ZooError, match=r"plain.h5: root attribute 'weightzoo_interchange' is not a 'weightzoo-hdf5'"):

@@ -133,6 +133,9 @@ def _read_skeleton(f: h5py.File, src: Path) -> StoreSkeleton:
 def import_hdf5(src: str | os.PathLike, out: str | os.PathLike, progress: bool = True) -> Zoo:
     """Recreate the store exported to HDF5 file ``src`` at ``out`` (atomically)."""
     src = Path(src)
+    if src.is_dir():
+        raise ZooError(f"{src}: a directory, not an HDF5 file (hf and safetensors exports are directories: "
+                       "--from hf or --from safetensors)")
     if not src.is_file():
         raise ZooError(f"{src}: no such HDF5 file")
     try:
