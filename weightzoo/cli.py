@@ -15,17 +15,9 @@ from typing import Iterator, NoReturn, Sequence
 from weightzoo.commands.fit import run_fit
 from zoo.errors import user_error
 
+#: What Ctrl-C leaves, unless a command says otherwise (``set_defaults(interrupted=...)``).
 RESUMES = "rerun the same command to resume"
-#: What Ctrl-C leaves, for the commands that do not resume.
-INTERRUPTED = {
-    "fit": "the run folder has no test_metrics.json; rerun the same command to start the run again",
-    "sample": "nothing was written to --out; rerun the same command to start again",
-    "compose": "nothing was written to --out; rerun the same command to start again",
-    "export": "nothing was written to --out; rerun the same command to start again",
-    "pack": "the archive was not written; rerun the same command to start again",
-    "pack-weights": "each weights array is packed or untouched, never half; rerun the same command to finish",
-    "schema": "rerun the same command",
-}
+FIT_INTERRUPTED = "the run folder has no test_metrics.json; rerun the same command to start the run again"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -51,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv[:1] == ["fit"]:  # every flag after 'fit' belongs to LightningCLI, parsed there
-        args = argparse.Namespace(command="fit", func=lambda a: run_fit(argv[1:]))
+        args = argparse.Namespace(command="fit", func=lambda a: run_fit(argv[1:]), interrupted=FIT_INTERRUPTED)
     else:
         args = parser.parse_args(argv)
     try:
@@ -74,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"weightzoo {args.command}: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"weightzoo {args.command}: interrupted; {INTERRUPTED.get(args.command, RESUMES)}", file=sys.stderr)
+        print(f"weightzoo {args.command}: interrupted; {getattr(args, 'interrupted', RESUMES)}", file=sys.stderr)
         return 130
 
 

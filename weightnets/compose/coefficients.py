@@ -45,8 +45,8 @@ GRANULARITIES = ("task", "layer", "tensor")
 
 
 class _Frozen:
-    """Holds the architecture module outside ``nn.Module`` registration (its parameters are placeholders
-    that ``functional_call`` replaces; they must be neither trained nor checkpointed)."""
+    """Holds the architecture module outside ``nn.Module`` registration: ``functional_call`` runs it with
+    the composed weights instead of its own, which must be neither trained nor checkpointed."""
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module.eval().requires_grad_(False)

@@ -114,12 +114,15 @@ class WeightLearner(LightningModule):
         self.register_buffer("val_selection", torch.full((len(self.candidates),), float("nan")))
         self.register_buffer("val_metric", torch.full((len(self.candidates),), float("nan")))
 
-    def build(self, spec: DataSpec) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def build(self, spec: DataSpec) -> list[str]:
+        """Create the networks for ``spec``; return the candidate names (one per layer of a sweep).
+        Every learner defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define build()")
 
     def outputs(self, batch: dict[str, Any], train: bool) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """``({candidate: raw outputs [B, n_outputs]}, {candidate: routed tree [B]})`` (routes may be empty)."""
-        raise NotImplementedError  # pragma: no cover
+        """``({candidate: raw outputs [B, n_outputs]}, {candidate: routed tree [B]})`` (routes may be empty).
+        Gradient-trained learners define it; :class:`StatNNBoosting` predicts in :meth:`eval_predictions`."""
+        raise NotImplementedError(f"{type(self).__name__} must define outputs() or override eval_predictions()")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.spec is not None:
@@ -445,8 +448,8 @@ class StatNNBoosting(WeightLearner):
 
     Fitted once, on every training example, at the last batch of the first training epoch (use
     ``trainer.max_epochs: 1``); nothing is trained by gradient. The fit counts as one optimiser step (of
-    a placeholder optimiser over no trainable values) so that Lightning's checkpointing saves it. ``trained_params`` is an upper bound on the
-    fitted numbers of the trees (:meth:`BoostedTrees.max_nodes`). Args: ``tensors`` as :class:`StatNN`;
+    an optimiser over a single frozen marker parameter) so that Lightning's checkpointing saves it.
+    ``trained_params`` is an upper bound on the fitted numbers of the trees (:meth:`BoostedTrees.max_nodes`). Args: ``tensors`` as :class:`StatNN`;
     the rest are scikit-learn's parameters.
     """
 

@@ -1,6 +1,7 @@
 """Sub-commands of the ``weightzoo`` CLI, one module per group.
 
-Each module has ``register(subparsers)``, which adds its sub-commands with ``set_defaults(func=...)``.
+Each module has ``register(subparsers)``, which adds its sub-commands with ``set_defaults(func=...)``
+(and ``interrupted=...``: what Ctrl-C leaves, when a rerun does not resume).
 A command's function imports the heavy packages (``generators``, ``weightnets``) only when it runs,
 so ``weightzoo info`` and ``import zoo`` stay light.
 """

@@ -99,4 +99,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--option", type=_option, action="append",
                    help="override a merge method's option, e.g. --option aggregation=sum --option density=0.2")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.set_defaults(func=run_compose)
+    p.set_defaults(func=run_compose, interrupted="nothing was written to --out; rerun the same command to start again")

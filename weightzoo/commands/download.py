@@ -127,4 +127,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--add-to", metavar="CATALOG", help="also write the entry into this catalog file (replacing one "
                                                        "of the same name)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_pack)
+    p.set_defaults(func=_cmd_pack, interrupted="the archive was not written; rerun the same command to start again")

@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", required=True, choices=ROUND_TRIP_FORMATS)
     p.add_argument("--out", required=True, help="output file (hdf5) or directory (hf, safetensors); must not exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_export)
+    p.set_defaults(func=_cmd_export, interrupted="nothing was written to --out; rerun the same command to start again")
 
     p = sub.add_parser("import", help="build a store from an export or a public zoo format")
     p.add_argument("--from", dest="source_format", required=True, choices=ROUND_TRIP_FORMATS + PUBLIC_FORMATS,
@@ -92,4 +92,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true",
                    help="if another command is writing the store, wait for it to finish instead of exiting (code 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_pack)
+    p.set_defaults(func=_cmd_pack, interrupted="each weights array is packed or untouched, never half; rerun the same "
+                              "command to finish")

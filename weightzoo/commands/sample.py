@@ -35,4 +35,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the samples and support sets")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_sample)
+    p.set_defaults(func=_cmd_sample, interrupted="nothing was written to --out; rerun the same command to start again")

@@ -31,4 +31,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=SCHEMAS, help="which spec: a zoo kind, landscape settings, the phase rule, a task "
                                                  "spec or a catalog entry")
     p.add_argument("--out", default=None, help="file to write (default: standard output)")
-    p.set_defaults(func=_cmd_schema)
+    p.set_defaults(func=_cmd_schema, interrupted="rerun the same command")
