@@ -36,7 +36,6 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
 from weightnets.interrupt import interruptible
 from zoo.errors import ZooError
@@ -143,8 +142,3 @@ def trained_params(model: LightningModule) -> int:
         return int(value)
     return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
-
-def run_dir(trainer: Trainer) -> Path:
-    """The run folder of a trainer built by :class:`FitCLI`."""
-    logger = trainer.logger
-    return Path(logger.log_dir) if isinstance(logger, CSVLogger) else Path(trainer.default_root_dir)

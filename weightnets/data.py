@@ -620,8 +620,3 @@ def _natural(text: str) -> tuple:
         return (0, float(text), "")
     except ValueError:
         return (1, 0.0, text)
-
-
-def batch_size_of(batch: dict[str, Any]) -> int:
-    """Number of models in a batch dict."""
-    return int(batch["model_id"].shape[0])
