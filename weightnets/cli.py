@@ -38,6 +38,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from weightnets.interrupt import interruptible
+from zoo.atomic import atomic_output
 from zoo.errors import ZooError
 
 DEFAULT_ROOT = "runs/fit"
@@ -128,10 +129,8 @@ def fit_and_test(args: Sequence[str] | None = None) -> dict[str, Any]:
     metrics["seed"] = cli.config.get("seed_everything")
     metrics["fit_time_s"] = fit_time
     metrics["trained_params"] = trained_params(cli.model)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / ".test_metrics.json.partial"
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, root / "test_metrics.json")
+    with atomic_output(root / "test_metrics.json") as tmp:  # appears only when complete
+        tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
 
