@@ -102,6 +102,8 @@ def fit_and_test(args: Sequence[str] | None = None) -> dict[str, Any]:
         raise ZooError(f"trainer: {exc}") from None
     trainer: Trainer = cli.trainer
     root = Path(trainer.default_root_dir)
+    if root.exists() and not root.is_dir():
+        raise ZooError(f"trainer.default_root_dir {root}: a file, not a run folder")
     (root / "test_metrics.json").unlink(missing_ok=True)  # a rerun's folder never looks finished before it is
     monitor = getattr(cli.model, "monitor", None)
     every = trainer.check_val_every_n_epoch

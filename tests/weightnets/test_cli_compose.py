@@ -98,6 +98,10 @@ def test_compose_bad_input(tmp_path, capsys):
                             "--steps", "-5", "--out", out], "--steps must be an integer >= 1, got -5")
     one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "atlas",
                             "--lr", "-1", "--out", out], "--lr must be a finite number > 0, got -1.0")
+    one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "atlas",
+                            "--option", "density=0.2", "--out", out], "options apply to the merge methods")
+    one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "ties",
+                            "--threads", "0", "--out", out], "--threads must be >= 1, got 0")
     assert not Path(out).exists()
     (tmp_path / "taken.zarr").mkdir()
     one_line_error(capsys, ["compose", store, "--base", "0", "--family", "corruption", "--method", "average", "--out",

@@ -79,3 +79,12 @@ def test_ctrl_c_during_fit_exits_130_without_test_metrics(planted_tree, tmp_path
     assert _fit("probex_classes.yaml", planted_tree, run, "--data.select", "null") == 130
     assert "the run folder has no test_metrics.json" in capsys.readouterr().err
     assert not (run / "test_metrics.json").exists()
+
+
+def test_fit_refuses_a_file_as_run_folder_before_training(planted_tree, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    code = _fit("probex_classes.yaml", planted_tree, afile, "--data.select", "null")
+    err = capsys.readouterr().err
+    assert code == 2 and "a file, not a run folder" in err and "Traceback" not in err
+    assert afile.read_text() == "not a folder"

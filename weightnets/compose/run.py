@@ -321,7 +321,12 @@ def _cma_layer(problem: CompositionProblem, options: ComposeOptions) -> Composit
 def run_composition(problem: CompositionProblem, method: str, options: ComposeOptions | None = None) -> Composition:
     """Compose with ``method`` (:func:`composer_names`); see the module docstring for the data each
     method uses."""
-    return get_composer(method)(problem, options or ComposeOptions())
+    options = options or ComposeOptions()
+    composer = get_composer(method)
+    if options.method_options and method not in method_names():
+        raise CompositionError(f"--option {sorted(options.method_options)}: options apply to the merge methods "
+                               f"{method_names()}, not to the learned method {method!r}")
+    return composer(problem, options)
 
 
 # ---------------------------------------------------------------------------- evaluation

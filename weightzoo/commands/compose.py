@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -45,6 +46,10 @@ def run_compose(args: argparse.Namespace) -> int:
     )
     from weightnets.compose.output import write_composition
 
+    if args.threads < 1:
+        raise zoo.ZooError(f"--threads must be >= 1, got {args.threads}")
+    if Path(args.out).exists():  # before any work
+        raise zoo.ZooError(f"--out {args.out} already exists; choose another path")
     torch.set_num_threads(args.threads)
     get_composer(args.method)  # an unknown name fails before any loading
     z = zoo.open(args.store)
